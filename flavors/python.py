@@ -1,0 +1,118 @@
+"""Save and serve custom Python models: a ``modelpack.PythonModel`` or a plain function."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelpack._paths import resolve_inside
+from modelpack._schema import Columns
+from modelpack.errors import InvalidArgument, NotFound
+from modelpack.flavor import Predict, check_options
+from modelpack.python_model import Context, PythonModel
+
+NAME = "python"
+
+
+def matches(obj: Any) -> bool:
+    return isinstance(obj, PythonModel) or isinstance(obj, types.FunctionType)
+
+
+def _copy_artifacts(artifacts: Mapping[str, Any], dest: Path) -> dict[str, str]:
+    if not isinstance(artifacts, Mapping):
+        raise InvalidArgument(f"artifacts must map names to local paths, got {artifacts!r}.")
+    out: dict[str, str] = {}
+    # Artifact names are data: each copy lives under an opaque numbered folder.
+    for i, (name, local) in enumerate(artifacts.items()):
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"Artifact names must be non-empty strings, got {name!r}.")
+        src = Path(os.fspath(local))
+        if not src.exists():
+            raise NotFound(f"Artifact {name!r}: {str(src)!r} does not exist.")
+        if src.is_dir() and src.resolve() in (dest.resolve(), *dest.resolve().parents):
+            raise InvalidArgument(
+                f"Artifact {name!r}: the folder {str(src)!r} contains the package being saved; "
+                f"point at a folder beside it instead."
+            )
+        folder = dest / "artifacts" / str(i)
+        folder.mkdir(parents=True)
+        target = folder / (src.name or "artifact")
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=False)
+        else:
+            shutil.copy2(src, target)
+        out[name] = target.relative_to(dest).as_posix()
+    return out
+
+
+def save(model: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
+    check_options(NAME, "save", options, ("artifacts",))
+    if not matches(model):
+        raise InvalidArgument(
+            f"The python flavor saves a modelpack.PythonModel or a plain function, not "
+            f"{type(model).__name__}."
+        )
+    import cloudpickle
+
+    rel = "model/python_model.pkl"
+    with open(dest / rel, "wb") as f:
+        cloudpickle.dump(model, f)
+    config: dict[str, Any] = {
+        "path": rel,
+        "kind": "function" if isinstance(model, types.FunctionType) else "class",
+        "cloudpickle_version": cloudpickle.__version__,
+    }
+    artifacts = options.get("artifacts")
+    if artifacts:
+        if config["kind"] == "function":
+            raise InvalidArgument(
+                "artifacts= needs a PythonModel subclass (its load_context receives them); "
+                "a plain function has nowhere to get them."
+            )
+        config["artifacts"] = _copy_artifacts(artifacts, dest)
+    return config
+
+
+def load(src: Path, config: Mapping[str, Any], **options: Any) -> Any:
+    check_options(NAME, "load", options, ())
+    import cloudpickle
+
+    with open(src / config["path"], "rb") as f:
+        model = cloudpickle.load(f)
+    if isinstance(model, PythonModel):
+        artifacts = {
+            name: str(resolve_inside(src, rel, f"artifact {name!r}"))
+            for name, rel in (config.get("artifacts") or {}).items()
+        }
+        model.load_context(Context(artifacts=artifacts))
+    return model
+
+
+def _takes_params(fn: Any) -> bool:
+    try:
+        return "params" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
+    fn = native.predict if isinstance(native, PythonModel) else native
+    takes_params = isinstance(native, PythonModel) or _takes_params(fn)
+
+    def predict(data: Any, params: Mapping[str, Any]) -> Any:
+        if isinstance(data, Columns):
+            data = data.to_frame()
+        if takes_params:
+            return fn(data, params=params or None)
+        return fn(data)
+
+    return predict
+
+
+def requirements(model: Any) -> list[str]:
+    return ["cloudpickle", "numpy"]

@@ -1,0 +1,65 @@
+"""modelpack: package, load and predict any model with one format and one interface.
+
+Example:
+    >>> import modelpack
+    >>> modelpack.save(model, "churn", input_example=X[:5])
+    >>> modelpack.load("churn").predict(X)
+"""
+
+from __future__ import annotations
+
+from modelpack import errors
+from modelpack._version import __version__
+from modelpack.errors import (
+    AlreadyExists,
+    FlavorError,
+    FormatError,
+    IntegrityError,
+    InvalidArgument,
+    MissingDependency,
+    ModelpackError,
+    NotFound,
+    SchemaError,
+    UnknownFlavor,
+)
+from modelpack.manifest import Manifest
+from modelpack.package import Package, load, save, verify
+from modelpack.python_model import Context, PythonModel
+from modelpack.signature import (
+    ColSpec,
+    ColumnSchema,
+    ParamSpec,
+    Signature,
+    TensorSchema,
+    TensorSpec,
+    infer_signature,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "ColSpec",
+    "ColumnSchema",
+    "Context",
+    "FlavorError",
+    "FormatError",
+    "IntegrityError",
+    "InvalidArgument",
+    "Manifest",
+    "MissingDependency",
+    "ModelpackError",
+    "NotFound",
+    "Package",
+    "ParamSpec",
+    "PythonModel",
+    "SchemaError",
+    "Signature",
+    "TensorSchema",
+    "TensorSpec",
+    "UnknownFlavor",
+    "__version__",
+    "errors",
+    "infer_signature",
+    "load",
+    "save",
+    "verify",
+]

@@ -1,0 +1,541 @@
+"""Saving, loading and verifying model packages, and the one ``predict`` over every flavor."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelpack._integrity import hash_tree, verify_files
+from modelpack._paths import resolve_inside
+from modelpack._version import __version__
+from modelpack.errors import (
+    AlreadyExists,
+    FlavorError,
+    InvalidArgument,
+    NotFound,
+    SchemaError,
+    UnknownFlavor,
+)
+from modelpack.flavor import Flavor, Predict, flavor_for, get_flavor
+from modelpack.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    dump_yaml,
+    read_manifest,
+    write_file,
+    write_manifest,
+)
+from modelpack.signature import Signature
+from modelpack.uris import resolve_local
+
+__all__ = ["Package", "load", "save", "verify"]
+
+INPUT_EXAMPLE = "input_example.json"
+
+
+class Package:
+    """A loaded model package: ``predict`` plus what the manifest says.
+
+    Attributes:
+        path: the local directory the package was loaded from.
+        manifest: the checked manifest.
+        flavor: the name of the flavor that runs ``predict``.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, flavor: str, native: Any,
+                 predict: Predict) -> None:  # fmt: skip
+        from modelpack._schema import signature_plans
+
+        self.path = path
+        self.manifest = manifest
+        self.flavor = flavor
+        self._native = native
+        self._predict = predict
+        self._plan, self._params = signature_plans(manifest.signature)
+
+    @property
+    def signature(self) -> Signature | None:
+        return self.manifest.signature
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    def unwrap(self) -> Any:
+        """The framework's own model object (an estimator, a module, an ONNX session...)."""
+        return self._native
+
+    def input_example(self) -> Any:
+        """The stored input example, decoded (``None`` if the package has none)."""
+        return _read_example(self.path, self.manifest)
+
+    def predict(self, data: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """Check ``data`` and ``params`` against the signature, then run the model.
+
+        Args:
+            data: a DataFrame, numpy array, dict of column -> values, list of records, list of
+                rows, or pyarrow Table.
+            params: inference params declared in the signature; defaults fill the rest.
+
+        Returns:
+            A numpy array, a DataFrame, or a dict of arrays.
+
+        Raises:
+            SchemaError: the data or params do not match the signature.
+        """
+        x = self._plan(data) if self._plan is not None else data
+        p = self._params(params)
+        from modelpack._schema import empty_output, n_rows
+
+        if n_rows(x) == 0:
+            return empty_output(self.manifest.signature.outputs if self.signature else None)
+        return _normalize_output(self._predict(x, p))
+
+    def __repr__(self) -> str:
+        return f"<Package {self.path} flavor={self.flavor} model_id={self.model_id[:12]}>"
+
+
+def _normalize_output(out: Any) -> Any:
+    import numpy as np
+
+    if isinstance(out, np.ndarray | dict):
+        return out
+    module = type(out).__module__
+    if module.startswith("pandas"):
+        return out if hasattr(out, "columns") else out.to_numpy()
+    if module.startswith("torch") and hasattr(out, "numpy"):
+        return out.detach().cpu().numpy()
+    return np.asarray(out)
+
+
+# ---------------------------------------------------------------------------- code paths
+
+_import_lock = threading.Lock()
+
+
+class _CodeFinder(importlib.abc.MetaPathFinder):
+    """Finds the top-level modules a package's ``code/`` folder provides, and nothing else."""
+
+    def __init__(self, modules: Mapping[str, Path]) -> None:
+        self.modules = modules
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        where = self.modules.get(fullname)
+        if where is None:
+            return None
+        if where.is_dir():
+            return importlib.util.spec_from_file_location(
+                fullname, where / "__init__.py", submodule_search_locations=[str(where)]
+            )
+        return importlib.util.spec_from_file_location(fullname, where)
+
+
+@contextlib.contextmanager
+def _code_importable(root: Path, code: Sequence[str]) -> Iterator[None]:
+    """While loading, make the package's code importable by name, without touching sys.path."""
+    if not code:
+        yield
+        return
+    modules: dict[str, Path] = {}
+    for rel in code:
+        where = resolve_inside(root, rel, "code entry")
+        name = where.stem if where.is_file() else where.name
+        modules[name] = where
+    finder = _CodeFinder(modules)
+    with _import_lock:
+        sys.meta_path.insert(0, finder)
+        try:
+            yield
+        finally:
+            sys.meta_path.remove(finder)
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def _read_example(root: Path, manifest: Manifest) -> Any:
+    import json
+
+    from modelpack._payload import decode_input
+
+    if manifest.input_example is None:
+        return None
+    path = resolve_inside(root, manifest.input_example, "input_example")
+    with open(path, encoding="utf-8") as f:
+        data, _ = decode_input(json.load(f), manifest.signature)
+    return data
+
+
+def _flavor_in_package(manifest: Manifest, name: str) -> Flavor:
+    if name not in manifest.flavors:
+        stored = ", ".join(manifest.flavors)
+        raise UnknownFlavor(
+            f"This package does not store the {name!r} flavor. Stored: {stored}.",
+            name,
+            list(manifest.flavors),
+        )
+    return get_flavor(name)
+
+
+def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: Any) -> Package:
+    """Load a package: verify every file's hash, then deserialize and build ``predict``.
+
+    Args:
+        uri: a local path or ``file://`` URI.
+        flavor: run another representation stored in the package (e.g. ``"onnx"``).
+        **options: for the flavor's loader, e.g. ``device="cuda"`` (torch) or
+            ``providers=[...]``, ``intra_op_num_threads=4`` (onnx).
+
+    Raises:
+        NotFound, FormatError, IntegrityError, UnknownFlavor, MissingDependency.
+
+    Example:
+        >>> pack = modelpack.load("churn")
+        >>> pack.predict(df)
+    """
+    root = resolve_local(uri)
+    manifest = read_manifest(root)
+    verify_files(root, manifest.files)
+    name = flavor or manifest.flavor
+    module = _flavor_in_package(manifest, name)
+    config = manifest.flavors[name]
+    resolve_inside(root, config["path"], f"flavors.{name}.path")
+    with _code_importable(root, manifest.code):
+        native = module.load(root, config, **options)
+    return Package(root, manifest, name, native, module.predictor(native, config))
+
+
+def verify(uri: str | os.PathLike[str]) -> Manifest:
+    """Check every file of a package against its manifest; return the manifest if all match.
+
+    Raises:
+        IntegrityError: naming each modified, missing or unlisted file.
+    """
+    root = resolve_local(uri)
+    manifest = read_manifest(root)
+    verify_files(root, manifest.files)
+    return manifest
+
+
+# ---------------------------------------------------------------------------- save
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise AlreadyExists(f"{str(target)!r} exists and is not a directory; choose another path.")
+    if not any(target.iterdir()):
+        return
+    if not overwrite:
+        raise AlreadyExists(
+            f"{str(target)!r} exists and is not empty. Pass overwrite=True to replace the "
+            f"package there, or choose another path."
+        )
+    if not (target / MANIFEST_NAME).is_file():
+        raise AlreadyExists(
+            f"{str(target)!r} is not empty and is not a model package; overwrite=True only "
+            f"replaces packages. Empty it yourself or choose another path."
+        )
+
+
+def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> list[str]:
+    rels: list[str] = []
+    for item in code_paths:
+        src = Path(item)
+        if not src.exists():
+            raise NotFound(f"code_paths: {str(src)!r} does not exist.")
+        if src.is_file() and src.suffix != ".py":
+            raise InvalidArgument(f"code_paths: {str(src)!r} is not a .py file or a folder.")
+        rel = f"code/{src.name}"
+        if rel in rels:
+            raise InvalidArgument(f"code_paths: two entries are named {src.name!r}.")
+        dest = staging / rel
+        dest.parent.mkdir(exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest, symlinks=False,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        else:
+            shutil.copy2(src, dest)
+        rels.append(rel)
+    return rels
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(staging: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished staging directory to ``target`` by rename."""
+    _check_target(target, overwrite)
+    old: Path | None = None
+    if target.is_dir():
+        if any(target.iterdir()):
+            old = target.parent / f".{target.name}.modelpack-old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+        else:
+            target.rmdir()
+    os.rename(staging, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _agree(reference: Any, other: Any) -> str | None:
+    """``None`` if two predictions match, else a sentence saying where they differ."""
+    import numpy as np
+
+    if isinstance(reference, Mapping) or isinstance(other, Mapping):
+        return None if str(reference) == str(other) else "the outputs differ in structure"
+    a, b = np.asarray(reference), np.asarray(other)
+    if a.shape != b.shape:
+        b = b.reshape(a.shape) if a.size == b.size else b
+        if a.shape != b.shape:
+            return f"output shape {b.shape} instead of {a.shape}"
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        bad = ~np.isclose(a.astype(float), b.astype(float), rtol=1e-4, atol=1e-5)
+    else:
+        bad = a != b
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad.reshape(-1))[0])
+    return (f"{int(bad.sum())} of {bad.size} values differ (first at index {i}: "
+            f"{a.reshape(-1)[i]!r} vs {b.reshape(-1)[i]!r})")  # fmt: skip
+
+
+def save(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    flavor: str | None = None,
+    signature: Signature | None = None,
+    infer_signature: bool = True,
+    input_example: Any = None,
+    requirements: Sequence[str] | None = None,
+    extra_requirements: Sequence[str] = (),
+    code_paths: Sequence[str | os.PathLike[str]] = (),
+    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    also: Sequence[str] = (),
+    overwrite: bool = False,
+    **flavor_options: Any,
+) -> Manifest:
+    """Save ``model`` as a package directory at ``path``, atomically.
+
+    Args:
+        model: a scikit-learn estimator, torch ``nn.Module``, ONNX model, ``PythonModel`` or
+            plain function.
+        path: the package directory to create.
+        flavor: force a flavor instead of picking one from the object.
+        signature: the signature to store; by default inferred from ``input_example`` and the
+            model's output on it (unless ``infer_signature=False``).
+        input_example: a few rows of real input; stored, and used to infer the signature.
+        requirements: pip requirement lines replacing the inferred ones.
+        extra_requirements: lines added to the inferred (or given) ones.
+        code_paths: ``.py`` files or package folders the model's code needs at load.
+        artifacts: name -> local file or folder, copied in, for ``PythonModel.load_context``.
+        metadata: free-form data kept in the manifest.
+        also: other flavors to store too, e.g. ``("onnx",)`` for a scikit-learn model; each is
+            converted, and checked to agree with the model on the input example.
+        overwrite: replace an existing package at ``path``.
+        **flavor_options: for the flavor's saver, e.g. ``predict_method="predict_proba"``.
+
+    Returns:
+        The manifest written.
+
+    Example:
+        >>> modelpack.save(model, "churn", input_example=X[:5])
+    """
+    target = Path(os.fspath(path))
+    _check_target(target, overwrite)
+    module = get_flavor(flavor) if flavor is not None else flavor_for(model)
+    also = tuple(also)
+    if module.NAME in also or len(set(also)) != len(also):
+        raise InvalidArgument(f"also={also!r} repeats a flavor or names the primary one.")
+    if also and input_example is None:
+        raise InvalidArgument(
+            f"also={also!r} needs an input_example: the conversion is checked to agree with "
+            f"the model on it before anything is saved."
+        )
+    extra_modules = [get_flavor(name) for name in also]
+    for name, extra in zip(also, extra_modules, strict=True):
+        if not hasattr(extra, "convert"):
+            raise InvalidArgument(f"The {name!r} flavor cannot convert other models; "
+                                  f"also= accepts flavors that can: onnx.")  # fmt: skip
+    if signature is not None and not isinstance(signature, Signature):
+        raise InvalidArgument(f"signature must be a modelpack.Signature, got {signature!r}.")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidArgument(f"metadata must be a mapping, got {type(metadata).__name__}.")
+    from modelpack.environment import check_requirements
+
+    given = check_requirements(requirements, "requirements") if requirements is not None else None
+    extra_reqs = check_requirements(extra_requirements, "extra_requirements")
+    if artifacts is not None:
+        flavor_options["artifacts"] = artifacts
+    _check_metadata(metadata or {})
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.modelpack-staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        manifest = _build(
+            staging, model, module, extra_modules, signature, infer_signature, input_example,
+            given, extra_reqs, code_paths, metadata or {}, flavor_options,
+        )  # fmt: skip
+        _fsync_tree(staging)
+        _publish(staging, target, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _build(
+    staging: Path,
+    model: Any,
+    module: Flavor,
+    extra_modules: Sequence[Flavor],
+    signature: Signature | None,
+    infer: bool,
+    example: Any,
+    given_reqs: list[str] | None,
+    extra_reqs: list[str],
+    code_paths: Sequence[str | os.PathLike[str]],
+    metadata: Mapping[str, Any],
+    flavor_options: dict[str, Any],
+) -> Manifest:
+    import json
+
+    from modelpack import _schema
+    from modelpack._payload import encode_input
+    from modelpack.environment import infer_requirements, python_env, python_version
+
+    (staging / "model").mkdir()
+    code = _copy_code(code_paths, staging)
+    configs = {module.NAME: module.save(model, staging, example=example, **flavor_options)}
+    example_rel = None
+    if example is not None:
+        payload = encode_input(example)
+        write_file(staging / INPUT_EXAMPLE, json.dumps(payload).encode("utf-8"))
+        example_rel = INPUT_EXAMPLE
+
+    if signature is None and infer and example is not None:
+        signature = Signature(inputs=_schema.infer_schema(example))
+    elif signature is None and infer and hasattr(module, "graph_signature"):
+        signature = module.graph_signature(configs[module.NAME], staging)
+
+    def loaded(flavor_module: Flavor, sig: Signature | None) -> Package:
+        name = flavor_module.NAME
+        draft = _draft_manifest(configs, name, sig, code)
+        with _code_importable(staging, code):
+            native = flavor_module.load(staging, configs[name])
+        return Package(staging, draft, name, native,
+                       flavor_module.predictor(native, configs[name]))  # fmt: skip
+
+    reference = None
+    if example is not None and (infer or extra_modules):
+        pack = loaded(module, signature)
+        try:
+            reference = pack.predict(example)
+        except SchemaError:
+            raise
+        except Exception as exc:
+            raise FlavorError(
+                f"The saved model failed to predict on the input example "
+                f"({type(exc).__name__}: {exc}); nothing was saved."
+            ) from exc
+        if infer and signature is not None and signature.outputs is None:
+            signature = Signature(signature.inputs, _schema.infer_schema(reference),
+                                  signature.params)  # fmt: skip
+
+    for extra in extra_modules:
+        enforced = _schema.input_plan(signature.inputs if signature else None)
+        sample = enforced(example) if enforced is not None else example
+        proto, save_options = extra.convert(model, sample, **_convert_options(configs, module))
+        configs[extra.NAME] = extra.save(proto, staging, **save_options)
+        other = loaded(extra, signature).predict(example)
+        problem = _agree(reference, other)
+        if problem is not None:
+            raise FlavorError(
+                f"The {extra.NAME} conversion disagrees with the {module.NAME} model on the "
+                f"input example: {problem}. Nothing was saved."
+            )
+
+    if given_reqs is None:
+        flavor_reqs = list(module.requirements(model))
+        for extra in extra_modules:
+            flavor_reqs += extra.requirements(None)
+        reqs = infer_requirements(model, flavor_reqs)
+    else:
+        reqs = list(given_reqs)
+    reqs += [r for r in extra_reqs if r not in reqs]
+    write_file(staging / "requirements.txt", ("\n".join(reqs) + "\n").encode("utf-8"))
+    write_file(staging / "python_env.yaml", dump_yaml(python_env()).encode("utf-8"))
+
+    manifest = Manifest(
+        model_id=uuid.uuid4().hex,
+        created_at=_dt.datetime.now(_dt.timezone.utc),
+        modelpack_version=__version__,
+        flavor=module.NAME,
+        flavors=configs,
+        files=hash_tree(staging),
+        signature=signature,
+        input_example=example_rel,
+        environment={"python": python_version(), "requirements": "requirements.txt",
+                     "python_env": "python_env.yaml"},  # fmt: skip
+        code=tuple(code),
+        metadata=dict(metadata),
+    )
+    write_manifest(staging, manifest)
+    return manifest
+
+
+def _convert_options(configs: Mapping[str, Mapping[str, Any]], module: Flavor) -> dict:
+    config = configs[module.NAME]
+    return {"predict_method": config["predict_method"]} if "predict_method" in config else {}
+
+
+def _draft_manifest(configs: Mapping[str, Any], name: str, sig: Signature | None,
+                    code: Sequence[str]) -> Manifest:  # fmt: skip
+    return Manifest(
+        model_id="draft", created_at=_dt.datetime.now(_dt.timezone.utc),
+        modelpack_version=__version__, flavor=name, flavors=dict(configs), files={},
+        signature=sig, code=tuple(code),
+    )  # fmt: skip
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> None:
+    import yaml
+
+    try:
+        dump_yaml(dict(metadata))
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(
+            f"metadata must hold only plain data (strings, numbers, lists, dicts): {exc}"
+        ) from None

@@ -1,0 +1,24 @@
+"""Every script in examples/ runs, so the examples cannot rot."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+
+
+def test_there_are_examples():
+    assert any(p.name == "quickstart.py" for p in EXAMPLES)
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(script, tmp_path):
+    out = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    if script.name == "quickstart.py":
+        assert "model_id" in out.stdout and "refused   Missing required column 'f3'" in out.stdout
+        assert (tmp_path / "churn" / "modelpack.yaml").is_file()
