@@ -22,8 +22,9 @@ def main(out: Path) -> None:
     model = RandomForestClassifier(n_estimators=50, max_depth=6, random_state=0).fit(df, y)
 
     path = out / "churn"
-    manifest = modelpack.save(model, path, input_example=df.head(5), overwrite=True,
-                              metadata={"owner": "quickstart"})  # fmt: skip
+    manifest = modelpack.save(
+        model, path, input_example=df.head(5), overwrite=True, metadata={"owner": "quickstart"}
+    )
 
     pack = modelpack.load(path)
     predictions = pack.predict(df.head(10))
@@ -33,8 +34,10 @@ def main(out: Path) -> None:
     print(f"model_id  {manifest.model_id}")
     print(f"flavor    {manifest.flavor} (sklearn {manifest.flavors['sklearn']['sklearn_version']})")
     inputs = pack.signature.inputs
-    print(f"inputs    {len(inputs.columns)} columns: "
-          + ", ".join(f"{c.name}:{c.type}" for c in inputs.columns))  # fmt: skip
+    print(
+        f"inputs    {len(inputs.columns)} columns: "
+        + ", ".join(f"{c.name}:{c.type}" for c in inputs.columns)
+    )
     print(f"outputs   {pack.signature.outputs.to_dict()}")
     print(f"files     {len(manifest.files)} hashed with sha256, verified on load")
     print(f"predict   {predictions.tolist()}")

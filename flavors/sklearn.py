@@ -32,8 +32,7 @@ def save(model: Any, dest: Path, *, example: Any = None, **options: Any) -> dict
     method = options.get("predict_method", "predict")
     if serialization not in SERIALIZATIONS:
         raise InvalidArgument(
-            f"Unknown serialization {serialization!r}. Choose one of: "
-            f"{', '.join(SERIALIZATIONS)}."
+            f"Unknown serialization {serialization!r}. Choose one of: {', '.join(SERIALIZATIONS)}."
         )
     if method not in PREDICT_METHODS:
         raise InvalidArgument(

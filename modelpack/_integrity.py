@@ -81,7 +81,9 @@ def verify_files(root: Path, files: Mapping[str, str]) -> None:
             problems.append((rel, "unlisted"))
             details.append(f"{rel}: is not listed in the manifest; it was added after saving.")
     if problems:
-        head = details[0] if len(details) == 1 else (
-            f"{len(details)} files fail verification:\n  " + "\n  ".join(details)
+        head = (
+            details[0]
+            if len(details) == 1
+            else (f"{len(details)} files fail verification:\n  " + "\n  ".join(details))
         )
         raise IntegrityError(head, problems)

@@ -67,8 +67,10 @@ def encode_input(data: Any) -> dict[str, Any]:
     module = type(data).__module__
     if module.startswith("pandas") and hasattr(data, "columns"):
         columns = [str(c) for c in data.columns]
-        rows = [[None if _is_missing(x) else json_value(x) for x in row]
-                for row in data.itertuples(index=False, name=None)]
+        rows = [
+            [None if _is_missing(x) else json_value(x) for x in row]
+            for row in data.itertuples(index=False, name=None)
+        ]
         return {"dataframe_split": {"columns": columns, "data": rows}}
     if module.startswith("pyarrow") and hasattr(data, "column_names"):
         return {"dataframe_records": json_value(data.to_pylist())}
@@ -79,7 +81,7 @@ def encode_input(data: Any) -> dict[str, Any]:
     return {"inputs": json_value(data)}
 
 
-def decode_input(body: Any, signature: Signature | None) -> tuple[Any, dict[str, Any] | None]:
+def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[str, Any] | None]:
     """Split a scoring-protocol body into (data, params); raise ``SchemaError`` if malformed.
 
     Column values stay Python lists here; the signature's plan casts them.
@@ -150,8 +152,9 @@ def _decode_binary(data: dict[str, Any], binary: set[str]) -> dict[str, Any]:
         value = data[name]
         try:
             if isinstance(value, list):
-                data[name] = [base64.b64decode(v, validate=True) if isinstance(v, str) else v
-                              for v in value]
+                data[name] = [
+                    base64.b64decode(v, validate=True) if isinstance(v, str) else v for v in value
+                ]
             elif isinstance(value, str):
                 data[name] = base64.b64decode(value, validate=True)
         except ValueError:

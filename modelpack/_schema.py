@@ -39,7 +39,7 @@ def tensor_dtype(name: str) -> np.dtype:
     return np.dtype(object) if name == "str" else np.dtype(name)
 
 
-class Columns(dict):  # type: ignore[type-arg]
+class Columns(dict[str, np.ndarray]):
     """Columns checked against a column signature: name -> 1-D numpy array, in signature order.
 
     Flavors turn it into what their framework wants with ``to_frame()`` or ``to_matrix()``.
@@ -58,8 +58,10 @@ class Columns(dict):  # type: ignore[type-arg]
         arrays = list(self.values())
         if not arrays:
             return np.empty((self.n_rows, 0), dtype=dtype)
-        return np.stack(arrays, axis=1).astype(dtype, copy=False) if dtype else np.stack(
-            arrays, axis=1
+        return (
+            np.stack(arrays, axis=1).astype(dtype, copy=False)
+            if dtype
+            else np.stack(arrays, axis=1)
         )
 
 
@@ -72,8 +74,8 @@ def describe_dtype(dtype: np.dtype) -> str:
     if kind == "b":
         return "boolean"
     if kind in "iu":
-        return "long" if dtype.itemsize >= 8 or (kind == "u" and dtype.itemsize >= 4) else (
-            "integer"
+        return (
+            "long" if dtype.itemsize >= 8 or (kind == "u" and dtype.itemsize >= 4) else ("integer")
         )
     if kind == "f":
         return "double" if dtype.itemsize >= 8 else "float"
@@ -241,7 +243,7 @@ def _objects_to_numeric(
             f"{label}: expected {type_name}, got {_describe_value(v)} at row {i} ({_short(v)}).",
             label_field(label),
         )
-    out = out.reshape(values.shape)
+    out = out.reshape(values.shape)  # type: ignore[assignment]
     if not want_bool and is_int and target.kind in "iu":
         # Python ints beyond float64's exact range must not round through a float.
         return np.array(values.tolist(), dtype=np.int64) if values.size else out.astype(np.int64)
@@ -338,7 +340,7 @@ def _raw_columns(data: Any, names: Sequence[str]) -> tuple[dict[str, Any], list[
             )
         first = data[0]
         if isinstance(first, Mapping):
-            present: list[str] = []
+            keys: list[str] = []
             for i, row in enumerate(data):
                 if not isinstance(row, Mapping):
                     raise SchemaError(
@@ -347,16 +349,15 @@ def _raw_columns(data: Any, names: Sequence[str]) -> tuple[dict[str, Any], list[
                     )
             for row in data:
                 for k in row:
-                    if k not in present:
-                        present.append(k)
-            return {c: [row.get(c) for row in data] for c in names if c in present}, present
+                    if k not in keys:
+                        keys.append(k)
+            return {c: [row.get(c) for row in data] for c in names if c in keys}, keys
         if isinstance(first, list | tuple):
             for i, row in enumerate(data):
                 if not isinstance(row, list | tuple) or len(row) != len(names):
                     got = len(row) if isinstance(row, list | tuple) else type(row).__name__
                     raise SchemaError(
-                        f"Row {i} has {got} values; expected {len(names)} "
-                        f"({', '.join(names)})."
+                        f"Row {i} has {got} values; expected {len(names)} ({', '.join(names)})."
                     )
             return {c: [row[i] for row in data] for i, c in enumerate(names)}, list(names)
         if len(names) == 1:
@@ -396,8 +397,7 @@ class ColumnPlan:
             values = _column_array(raw[spec.name])
             if values.ndim != 1:
                 raise SchemaError(
-                    f"Column {spec.name!r}: expected one value per row, got shape "
-                    f"{values.shape}.",
+                    f"Column {spec.name!r}: expected one value per row, got shape {values.shape}.",
                     spec.name,
                 )
             if n_rows is None:
@@ -415,8 +415,9 @@ class ColumnPlan:
                 if spec.name not in out:
                     filler = np.nan if dtype.kind == "f" else None
                     fill_dtype = dtype if dtype.kind in "fM" else np.dtype(object)
-                    out[spec.name] = np.full(n, filler if dtype.kind != "M" else "NaT",
-                                             dtype=fill_dtype)
+                    out[spec.name] = np.full(
+                        n, filler if dtype.kind != "M" else "NaT", dtype=fill_dtype
+                    )
             out = {name: out[name] for name in self.names}
         return Columns(out, n)
 
@@ -481,8 +482,7 @@ class TensorPlan:
             want not in (-1, got) for want, got in zip(spec.shape, arr.shape, strict=True)
         ):
             raise SchemaError(
-                f"{label}: expected shape {_shape_text(spec.shape)}, got "
-                f"{_shape_text(arr.shape)}.",
+                f"{label}: expected shape {_shape_text(spec.shape)}, got {_shape_text(arr.shape)}.",
                 spec.name,
             )
         return cast(arr, dtype, label, spec.dtype)
@@ -528,9 +528,7 @@ class TensorPlan:
                     f"{', '.join(map(str, data)) or 'none'}.",
                     spec.name,
                 )
-            out[spec.name] = self._check(
-                _tensor_array(data[spec.name], spec, self.labels[i]), i
-            )
+            out[spec.name] = self._check(_tensor_array(data[spec.name], spec, self.labels[i]), i)
         return out
 
 
@@ -564,9 +562,7 @@ def empty_output(schema: Schema | None) -> Any:
             {c.name: np.empty(0, dtype=COLUMN_DTYPES[c.type]) for c in schema.columns}
         )
     arrays = {
-        t.name or "": np.empty(
-            (0, *[max(s, 0) for s in t.shape[1:]]), dtype=tensor_dtype(t.dtype)
-        )
+        t.name or "": np.empty((0, *[max(s, 0) for s in t.shape[1:]]), dtype=tensor_dtype(t.dtype))
         for t in schema.tensors
     }
     return next(iter(arrays.values())) if schema.single else arrays
@@ -607,8 +603,11 @@ class ParamPlan:
                 )
                 raise SchemaError(
                     f"Unknown param {name!r}. "
-                    + (f"This model accepts: {accepted}." if accepted else
-                       "This model accepts no params."),
+                    + (
+                        f"This model accepts: {accepted}."
+                        if accepted
+                        else "This model accepts no params."
+                    ),
                     name,
                 )
             out[name] = _cast_param(spec, value)
@@ -628,7 +627,8 @@ def _cast_param(spec: ParamSpec, value: Any) -> Any:
             spec.name,
         )
     if spec.type in ("float", "double"):
-        return float(value)
+        number: Any = value  # an int or a float, checked above
+        return float(number)
     return value
 
 
@@ -692,8 +692,10 @@ def infer_schema(data: Any) -> Schema:
     if isinstance(data, Mapping):
         if not data:
             raise SchemaError("Cannot infer a schema from an empty dict.")
-        arrays = {str(k): _column_array(v) if not isinstance(v, np.ndarray) else v
-                  for k, v in data.items()}
+        arrays = {
+            str(k): _column_array(v) if not isinstance(v, np.ndarray) else v
+            for k, v in data.items()
+        }
         lengths = {len(a) if a.ndim else 1 for a in arrays.values()}
         if all(a.ndim == 1 for a in arrays.values()) and len(lengths) == 1:
             return ColumnSchema(
@@ -704,12 +706,12 @@ def infer_schema(data: Any) -> Schema:
         if not data:
             raise SchemaError("Cannot infer a schema from an empty list.")
         if isinstance(data[0], Mapping):
-            names: list[str] = []
+            keys: list[str] = []
             for row in data:
-                names.extend(k for k in row if k not in names)
-            raw, _ = _raw_columns(data, names)
+                keys.extend(k for k in row if k not in keys)
+            raw, _ = _raw_columns(data, keys)
             return ColumnSchema(
-                tuple(ColSpec(n, _infer_column_type(n, _column_array(raw[n]))) for n in names)
+                tuple(ColSpec(n, _infer_column_type(n, _column_array(raw[n]))) for n in keys)
             )
         return TensorSchema((_infer_tensor(None, np.asarray(data)),))
     raise SchemaError(

@@ -30,7 +30,7 @@ def python_version() -> str:
 def _module_distributions() -> dict[str, list[str]]:
     from importlib.metadata import packages_distributions
 
-    return packages_distributions()
+    return dict(packages_distributions())
 
 
 def _top(module_name: str | None) -> str | None:

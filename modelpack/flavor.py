@@ -15,8 +15,7 @@ from typing import Any, Protocol, cast
 
 from modelpack.errors import InvalidArgument, ModelpackError, UnknownFlavor
 
-__all__ = ["BUILTIN_FLAVORS", "Flavor", "Predict", "available_flavors", "flavor_for",
-           "get_flavor"]  # fmt: skip
+__all__ = ["BUILTIN_FLAVORS", "Flavor", "Predict", "available_flavors", "flavor_for", "get_flavor"]
 
 Predict = Callable[[Any, Mapping[str, Any]], Any]
 

@@ -19,8 +19,15 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 MANIFEST_NAME = "modelpack.yaml"
 
-_REQUIRED = ("format_version", "model_id", "created_at", "modelpack_version", "flavor",
-             "flavors", "files")  # fmt: skip
+_REQUIRED = (
+    "format_version",
+    "model_id",
+    "created_at",
+    "modelpack_version",
+    "flavor",
+    "flavors",
+    "files",
+)
 _OPTIONAL = ("signature", "input_example", "environment", "code", "source", "metadata")
 
 
@@ -190,8 +197,9 @@ def dump_yaml(data: Any) -> str:
     Dumper.add_representer(list, represent_list)
     # Version strings are often str subclasses (torch.__version__): write them as text.
     Dumper.add_multi_representer(str, lambda dumper, text: dumper.represent_str(str(text)))
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True)  # fmt: skip
+    return yaml.dump(
+        data, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
 
 
 def write_manifest(package: Path, manifest: Manifest) -> None:

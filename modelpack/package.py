@@ -53,8 +53,9 @@ class Package:
         flavor: the name of the flavor that runs ``predict``.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, flavor: str, native: Any,
-                 predict: Predict) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, manifest: Manifest, flavor: str, native: Any, predict: Predict
+    ) -> None:
         from modelpack._schema import signature_plans
 
         self.path = path
@@ -99,7 +100,8 @@ class Package:
         from modelpack._schema import empty_output, n_rows
 
         if n_rows(x) == 0:
-            return empty_output(self.manifest.signature.outputs if self.signature else None)
+            sig = self.manifest.signature
+            return empty_output(sig.outputs if sig is not None else None)
         return _normalize_output(self._predict(x, p))
 
     def __repr__(self) -> str:
@@ -264,8 +266,9 @@ def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> l
         dest = staging / rel
         dest.parent.mkdir(exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, dest, symlinks=False,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+            shutil.copytree(
+                src, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copy2(src, dest)
         rels.append(rel)
@@ -325,8 +328,10 @@ def _agree(reference: Any, other: Any) -> str | None:
     if not bad.any():
         return None
     i = int(np.flatnonzero(bad.reshape(-1))[0])
-    return (f"{int(bad.sum())} of {bad.size} values differ (first at index {i}: "
-            f"{a.reshape(-1)[i]!r} vs {b.reshape(-1)[i]!r})")  # fmt: skip
+    return (
+        f"{int(bad.sum())} of {bad.size} values differ (first at index {i}: "
+        f"{a.reshape(-1)[i]!r} vs {b.reshape(-1)[i]!r})"
+    )
 
 
 def save(
@@ -386,8 +391,10 @@ def save(
     extra_modules = [get_flavor(name) for name in also]
     for name, extra in zip(also, extra_modules, strict=True):
         if not hasattr(extra, "convert"):
-            raise InvalidArgument(f"The {name!r} flavor cannot convert other models; "
-                                  f"also= accepts flavors that can: onnx.")  # fmt: skip
+            raise InvalidArgument(
+                f"The {name!r} flavor cannot convert other models; "
+                f"also= accepts flavors that can: onnx."
+            )
     if signature is not None and not isinstance(signature, Signature):
         raise InvalidArgument(f"signature must be a modelpack.Signature, got {signature!r}.")
     if metadata is not None and not isinstance(metadata, Mapping):
@@ -405,9 +412,19 @@ def save(
     staging.mkdir()
     try:
         manifest = _build(
-            staging, model, module, extra_modules, signature, infer_signature, input_example,
-            given, extra_reqs, code_paths, metadata or {}, flavor_options,
-        )  # fmt: skip
+            staging,
+            model,
+            module,
+            extra_modules,
+            signature,
+            infer_signature,
+            input_example,
+            given,
+            extra_reqs,
+            code_paths,
+            metadata or {},
+            flavor_options,
+        )
         _fsync_tree(staging)
         _publish(staging, target, overwrite)
     except BaseException:
@@ -455,8 +472,7 @@ def _build(
         draft = _draft_manifest(configs, name, sig, code)
         with _code_importable(staging, code):
             native = flavor_module.load(staging, configs[name])
-        return Package(staging, draft, name, native,
-                       flavor_module.predictor(native, configs[name]))  # fmt: skip
+        return Package(staging, draft, name, native, flavor_module.predictor(native, configs[name]))
 
     reference = None
     if example is not None and (infer or extra_modules):
@@ -471,13 +487,15 @@ def _build(
                 f"({type(exc).__name__}: {exc}); nothing was saved."
             ) from exc
         if infer and signature is not None and signature.outputs is None:
-            signature = Signature(signature.inputs, _schema.infer_schema(reference),
-                                  signature.params)  # fmt: skip
+            signature = Signature(
+                signature.inputs, _schema.infer_schema(reference), signature.params
+            )
 
     for extra in extra_modules:
         enforced = _schema.input_plan(signature.inputs if signature else None)
         sample = enforced(example) if enforced is not None else example
-        proto, save_options = extra.convert(model, sample, **_convert_options(configs, module))
+        convert = getattr(extra, "convert")  # noqa: B009 - optional verb, checked above
+        proto, save_options = convert(model, sample, **_convert_options(configs, module))
         configs[extra.NAME] = extra.save(proto, staging, **save_options)
         other = loaded(extra, signature).predict(example)
         problem = _agree(reference, other)
@@ -507,8 +525,11 @@ def _build(
         files=hash_tree(staging),
         signature=signature,
         input_example=example_rel,
-        environment={"python": python_version(), "requirements": "requirements.txt",
-                     "python_env": "python_env.yaml"},  # fmt: skip
+        environment={
+            "python": python_version(),
+            "requirements": "requirements.txt",
+            "python_env": "python_env.yaml",
+        },
         code=tuple(code),
         metadata=dict(metadata),
     )
@@ -521,13 +542,19 @@ def _convert_options(configs: Mapping[str, Mapping[str, Any]], module: Flavor) -
     return {"predict_method": config["predict_method"]} if "predict_method" in config else {}
 
 
-def _draft_manifest(configs: Mapping[str, Any], name: str, sig: Signature | None,
-                    code: Sequence[str]) -> Manifest:  # fmt: skip
+def _draft_manifest(
+    configs: Mapping[str, Any], name: str, sig: Signature | None, code: Sequence[str]
+) -> Manifest:
     return Manifest(
-        model_id="draft", created_at=_dt.datetime.now(_dt.timezone.utc),
-        modelpack_version=__version__, flavor=name, flavors=dict(configs), files={},
-        signature=sig, code=tuple(code),
-    )  # fmt: skip
+        model_id="draft",
+        created_at=_dt.datetime.now(_dt.timezone.utc),
+        modelpack_version=__version__,
+        flavor=name,
+        flavors=dict(configs),
+        files={},
+        signature=sig,
+        code=tuple(code),
+    )
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:

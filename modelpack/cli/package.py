@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,11 @@ def _schema_rows(schema: Any) -> list[tuple[str, str, str]]:
     if schema is None:
         return []
     if schema.kind == "columns":
-        return [(c.name, c.type, "required" if c.required else "optional")
-                for c in schema.columns]  # fmt: skip
+        return [(c.name, c.type, "required" if c.required else "optional") for c in schema.columns]
     return [(t.name or "(tensor)", t.dtype, str(list(t.shape))) for t in schema.tensors]
 
 
-def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> str:
+def _table(rows: Sequence[tuple[str, ...]], indent: str = "  ") -> str:
     if not rows:
         return f"{indent}(none)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -83,12 +83,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"model_id:    {manifest.model_id}",
         f"created_at:  {manifest.created_at.isoformat()}",
         f"flavor:      {manifest.flavor}"
-        + (f" (also: {', '.join(n for n in manifest.flavors if n != manifest.flavor)})"
-           if len(manifest.flavors) > 1 else ""),  # fmt: skip
+        + (
+            f" (also: {', '.join(n for n in manifest.flavors if n != manifest.flavor)})"
+            if len(manifest.flavors) > 1
+            else ""
+        ),
         f"python:      {manifest.environment.get('python', 'unknown')}",
         f"size:        {_human(_size(root))} in {len(manifest.files) + 1} files",
-        "files:       " + ("verified (sha256)" if verified else
-                           f"FAILED: {', '.join(f'{f} ({p})' for f, p in problems)}"),
+        "files:       "
+        + (
+            "verified (sha256)"
+            if verified
+            else f"FAILED: {', '.join(f'{f} ({p})' for f, p in problems)}"
+        ),
         "inputs:" + (f" ({sig.inputs.kind})" if sig and sig.inputs else ""),
         _table(_schema_rows(sig.inputs if sig else None)),
         "outputs:" + (f" ({sig.outputs.kind})" if sig and sig.outputs else ""),

@@ -28,8 +28,12 @@ def test_help_and_version(capsys):
 
 
 def test_console_script_answers():
-    out = subprocess.run([sys.executable, "-m", "modelpack.cli", "--version"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "modelpack.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == f"modelpack {modelpack.__version__}"
 
 

@@ -53,10 +53,16 @@ def test_saved_manifest_has_the_golden_layout(saved):
     assert [k for k in golden if k in written] == list(written)
     assert set(written) == set(golden) - {"code", "source"}
     assert set(written["flavors"]["sklearn"]) == set(golden["flavors"]["sklearn"])
-    assert written["environment"] == {**golden["environment"], "python": written["environment"][
-        "python"]}  # fmt: skip
-    assert sorted(written["files"]) == ["input_example.json", "model/model.pkl",
-                                        "python_env.yaml", "requirements.txt"]  # fmt: skip
+    assert written["environment"] == {
+        **golden["environment"],
+        "python": written["environment"]["python"],
+    }
+    assert sorted(written["files"]) == [
+        "input_example.json",
+        "model/model.pkl",
+        "python_env.yaml",
+        "requirements.txt",
+    ]
 
 
 def test_package_files(saved):
@@ -75,8 +81,11 @@ def test_load_exposes_manifest_signature_and_native(saved, forest, xy):
     pack = modelpack.load(saved)
     assert pack.flavor == "sklearn" and pack.path == saved
     assert pack.model_id == pack.manifest.model_id and len(pack.model_id) == 32
-    assert pack.signature.inputs.to_dict() == {"kind": "tensor", "dtype": "float64",
-                                               "shape": [-1, 6]}  # fmt: skip
+    assert pack.signature.inputs.to_dict() == {
+        "kind": "tensor",
+        "dtype": "float64",
+        "shape": [-1, 6],
+    }
     assert type(pack.unwrap()) is type(forest)
     np.testing.assert_array_equal(pack.predict(xy[0]), forest.predict(xy[0]))
     np.testing.assert_array_equal(pack.input_example(), xy[0][:5])
@@ -100,9 +109,11 @@ def test_verify_passes_and_names_modified_missing_and_unlisted_files(saved):
     (saved / "model" / "backdoor.py").write_text("print('hi')")
     with pytest.raises(IntegrityError, match="3 files fail verification") as e:
         modelpack.verify(saved)
-    assert sorted(e.value.problems) == [("model/backdoor.py", "unlisted"),
-                                        ("model/model.pkl", "modified"),
-                                        ("requirements.txt", "missing")]  # fmt: skip
+    assert sorted(e.value.problems) == [
+        ("model/backdoor.py", "unlisted"),
+        ("model/model.pkl", "modified"),
+        ("requirements.txt", "missing"),
+    ]
     assert "The package was modified after it was saved" in str(e.value)
 
 
@@ -110,8 +121,11 @@ def test_load_refuses_a_modified_model_before_unpickling(saved, tmp_path):
     marker = tmp_path / "pwned"
     payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
     (saved / "model" / "model.pkl").write_bytes(payload)
-    with pytest.raises(IntegrityError, match=r"model/model.pkl: sha256 is [0-9a-f]{12}\.\.\., "
-                       r"the manifest says [0-9a-f]{12}\.\.\."):  # fmt: skip
+    with pytest.raises(
+        IntegrityError,
+        match=r"model/model.pkl: sha256 is [0-9a-f]{12}\.\.\., "
+        r"the manifest says [0-9a-f]{12}\.\.\.",
+    ):
         modelpack.load(saved)
     assert not marker.exists()
 
@@ -132,8 +146,11 @@ def _edit_manifest(path: Path, change) -> None:
 
 def test_unknown_format_version_is_refused(saved):
     _edit_manifest(saved, lambda d: d.update(format_version=7))
-    with pytest.raises(FormatError, match=r"Unknown format_version 7; this modelpack reads "
-                       r"format_version 1\. Upgrade modelpack"):  # fmt: skip
+    with pytest.raises(
+        FormatError,
+        match=r"Unknown format_version 7; this modelpack reads "
+        r"format_version 1\. Upgrade modelpack",
+    ):
         modelpack.load(saved)
 
 
@@ -199,16 +216,22 @@ def test_existing_target(tmp_path, forest, saved):
 
 
 def test_unsupported_object_lists_flavors_and_the_way_out(tmp_path):
-    with pytest.raises(UnknownFlavor, match=r"Cannot save an object of type builtins\.object: no "
-                       r"flavor recognizes it\. Available flavors: onnx, python, sklearn, torch\. "
-                       r"To save custom code, subclass modelpack\.PythonModel"):  # fmt: skip
+    with pytest.raises(
+        UnknownFlavor,
+        match=r"Cannot save an object of type builtins\.object: no "
+        r"flavor recognizes it\. Available flavors: onnx, python, sklearn, torch\. "
+        r"To save custom code, subclass modelpack\.PythonModel",
+    ):
         modelpack.save(object(), tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 
 def test_unknown_flavor_name(tmp_path, forest):
-    with pytest.raises(UnknownFlavor, match=r"No flavor named 'sklern'\. Available: onnx, python, "
-                       r"sklearn, torch\."):  # fmt: skip
+    with pytest.raises(
+        UnknownFlavor,
+        match=r"No flavor named 'sklern'\. Available: onnx, python, "
+        r"sklearn, torch\.",
+    ):
         modelpack.save(forest, tmp_path / "p", flavor="sklern")
 
 
@@ -228,8 +251,12 @@ def test_bad_arguments_write_nothing(tmp_path, forest, xy):
 
 
 def test_requirements_given_and_extra(tmp_path, forest):
-    modelpack.save(forest, tmp_path / "p", requirements=["scikit-learn>=1.3"],
-                   extra_requirements=["xgboost==2.0.0"])  # fmt: skip
+    modelpack.save(
+        forest,
+        tmp_path / "p",
+        requirements=["scikit-learn>=1.3"],
+        extra_requirements=["xgboost==2.0.0"],
+    )
     assert (tmp_path / "p" / "requirements.txt").read_text() == (
         "scikit-learn>=1.3\nxgboost==2.0.0\n"
     )
@@ -256,8 +283,11 @@ def test_missing_framework_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     from modelpack.flavor import require
 
-    with pytest.raises(MissingDependency, match=r"The 'onnx' flavor needs onnxruntime\. Install "
-                       r"it with: pip install 'modelpack\[onnx\]'") as e:  # fmt: skip
+    with pytest.raises(
+        MissingDependency,
+        match=r"The 'onnx' flavor needs onnxruntime\. Install "
+        r"it with: pip install 'modelpack\[onnx\]'",
+    ) as e:
         require("onnxruntime", "onnx", "onnx")
     assert e.value.extra == "onnx"
     assert pickle  # the python flavor itself needs no framework

@@ -14,24 +14,36 @@ from modelpack import infer_signature as infer
 from modelpack._schema import ColumnPlan, ParamPlan, TensorPlan
 from modelpack.errors import FormatError, SchemaError
 
-COLS = ColumnSchema((ColSpec("age", "long"), ColSpec("score", "double"),
-                     ColSpec("name", "string")))  # fmt: skip
+COLS = ColumnSchema((ColSpec("age", "long"), ColSpec("score", "double"), ColSpec("name", "string")))
 
 
 # ------------------------------------------------------------------ inference
 
 
 def test_infer_from_dataframe_maps_every_type():
-    df = pd.DataFrame({
-        "b": [True, False], "i32": np.array([1, 2], dtype=np.int32), "i64": [1, 2],
-        "f32": np.array([1.5, 2.5], dtype=np.float32), "f64": [1.5, 2.5], "s": ["a", "b"],
-        "raw": [b"x", b"y"], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]),
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "b": [True, False],
+            "i32": np.array([1, 2], dtype=np.int32),
+            "i64": [1, 2],
+            "f32": np.array([1.5, 2.5], dtype=np.float32),
+            "f64": [1.5, 2.5],
+            "s": ["a", "b"],
+            "raw": [b"x", b"y"],
+            "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+        }
+    )
     sig = infer(df)
     assert [(c.name, c.type) for c in sig.inputs.columns] == [
-        ("b", "boolean"), ("i32", "integer"), ("i64", "long"), ("f32", "float"),
-        ("f64", "double"), ("s", "string"), ("raw", "binary"), ("ts", "datetime"),
-    ]  # fmt: skip
+        ("b", "boolean"),
+        ("i32", "integer"),
+        ("i64", "long"),
+        ("f32", "float"),
+        ("f64", "double"),
+        ("s", "string"),
+        ("raw", "binary"),
+        ("ts", "datetime"),
+    ]
 
 
 def test_infer_from_numpy_array_is_a_tensor_with_free_batch():
@@ -48,26 +60,30 @@ def test_infer_from_dict_of_columns_records_rows_and_arrow():
         pa.table({"a": [1, 2], "b": ["x", "y"]}),
     ):
         assert [(c.name, c.type) for c in infer(data).inputs.columns] == expected
-    assert infer([[1.0, 2.0], [3.0, 4.0]]).inputs == TensorSchema(
-        (TensorSpec("float64", (-1, 2)),)
-    )
+    assert infer([[1.0, 2.0], [3.0, 4.0]]).inputs == TensorSchema((TensorSpec("float64", (-1, 2)),))
 
 
 def test_infer_dict_of_multidimensional_arrays_is_named_tensors():
     sig = infer({"img": np.zeros((2, 3, 3)), "mask": np.zeros((2, 3), dtype=bool)})
-    assert sig.inputs.to_dict() == {"kind": "tensors", "tensors": [
-        {"dtype": "float64", "shape": [-1, 3, 3], "name": "img"},
-        {"dtype": "bool", "shape": [-1, 3], "name": "mask"},
-    ]}  # fmt: skip
+    assert sig.inputs.to_dict() == {
+        "kind": "tensors",
+        "tensors": [
+            {"dtype": "float64", "shape": [-1, 3, 3], "name": "img"},
+            {"dtype": "bool", "shape": [-1, 3], "name": "mask"},
+        ],
+    }
 
 
 def test_infer_params_types_and_defaults():
-    sig = infer(np.zeros((1, 2)), params={"threshold": 0.5, "top_k": 3, "mode": "fast",
-                                          "strict": False})  # fmt: skip
+    sig = infer(
+        np.zeros((1, 2)), params={"threshold": 0.5, "top_k": 3, "mode": "fast", "strict": False}
+    )
     assert [(p.name, p.type, p.default) for p in sig.params] == [
-        ("threshold", "double", 0.5), ("top_k", "long", 3), ("mode", "string", "fast"),
+        ("threshold", "double", 0.5),
+        ("top_k", "long", 3),
+        ("mode", "string", "fast"),
         ("strict", "boolean", False),
-    ]  # fmt: skip
+    ]
 
 
 def test_infer_rejects_mixed_and_empty_columns():
@@ -80,8 +96,9 @@ def test_infer_rejects_mixed_and_empty_columns():
 
 
 def test_signature_round_trips_through_dict():
-    sig = Signature(COLS, TensorSchema((TensorSpec("int64", (-1,)),)),
-                    (ParamSpec("threshold", "double", 0.5),))  # fmt: skip
+    sig = Signature(
+        COLS, TensorSchema((TensorSpec("int64", (-1,)),)), (ParamSpec("threshold", "double", 0.5),)
+    )
     assert Signature.from_dict(sig.to_dict()) == sig
 
 
@@ -89,11 +106,15 @@ def test_signature_round_trips_through_dict():
     ("d", "message"),
     [
         ({"inputs": {"kind": "rows"}}, "unknown kind 'rows'"),
-        ({"inputs": {"kind": "columns", "columns": [{"name": "a", "type": "int"}]}},
-         "Column 'a': unknown type 'int'. Supported: boolean, integer, long"),
+        (
+            {"inputs": {"kind": "columns", "columns": [{"name": "a", "type": "int"}]}},
+            "Column 'a': unknown type 'int'. Supported: boolean, integer, long",
+        ),
         ({"inputs": {"kind": "tensor", "dtype": "float32", "shape": [-2]}}, "shape must be"),
-        ({"inputs": {"kind": "columns", "columns": [{"name": "a", "type": "long", "x": 1}]}},
-         "column: unknown key 'x'"),
+        (
+            {"inputs": {"kind": "columns", "columns": [{"name": "a", "type": "long", "x": 1}]}},
+            "column: unknown key 'x'",
+        ),
         ({"outputs": {"kind": "tensor", "dtype": "complex"}}, "missing key 'shape'"),
         ({"extra": 1}, "signature: unknown key 'extra'"),
     ],
@@ -127,8 +148,11 @@ def test_every_column_input_kind_is_accepted(plan):
         df[["name", "score", "age"]],  # any order
         df.assign(extra=1),  # extra columns dropped
         {"age": [41, 30], "score": [0.5, 2.0], "name": ["ann", "bob"]},
-        {"age": np.array([41, 30], dtype=np.int32), "score": np.array([0.5, 2], np.float32),
-         "name": np.array(["ann", "bob"])},  # safe widening
+        {
+            "age": np.array([41, 30], dtype=np.int32),
+            "score": np.array([0.5, 2], np.float32),
+            "name": np.array(["ann", "bob"]),
+        },  # safe widening
         records,
         [[41, 0.5, "ann"], [30, 2.0, "bob"]],
         pa.Table.from_pandas(df),
@@ -145,8 +169,11 @@ def test_numeric_matrix_is_read_positionally():
 
 
 def test_missing_required_column_is_named(plan):
-    with pytest.raises(SchemaError, match=r"Missing required column 'score'\. Expected columns: "
-                       r"age \(long\), score \(double\), name \(string\); got: age, name") as e:
+    with pytest.raises(
+        SchemaError,
+        match=r"Missing required column 'score'\. Expected columns: "
+        r"age \(long\), score \(double\), name \(string\); got: age, name",
+    ) as e:
         plan({"age": [1], "name": ["x"]})
     assert e.value.field == "score"
 
@@ -158,8 +185,11 @@ def test_optional_column_is_filled_when_absent():
 
 
 def test_fractional_float_into_long_names_row_and_value(plan):
-    with pytest.raises(SchemaError, match=r"Column 'age': expected long, got double with "
-                       r"fractional values \(row 1: 41\.5\)\."):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Column 'age': expected long, got double with "
+        r"fractional values \(row 1: 41\.5\)\.",
+    ):
         plan({"age": [3.0, 41.5], "score": [1.0, 1.0], "name": ["a", "b"]})
 
 
@@ -168,16 +198,22 @@ def test_integral_floats_cast_into_long(plan):
 
 
 def test_nan_in_integer_column_is_refused(plan):
-    with pytest.raises(SchemaError, match=r"Column 'age': expected long, got a missing value "
-                       r"\(NaN\) at row 0\. Integer types cannot hold missing values"):
+    with pytest.raises(
+        SchemaError,
+        match=r"Column 'age': expected long, got a missing value "
+        r"\(NaN\) at row 0\. Integer types cannot hold missing values",
+    ):
         plan({"age": [np.nan, 1.0], "score": [1.0, 1.0], "name": ["a", "b"]})
     with pytest.raises(SchemaError, match=r"Column 'age': expected long, got a missing value"):
         plan([{"age": None, "score": 1.0, "name": "a"}])
 
 
 def test_string_into_number_is_refused(plan):
-    with pytest.raises(SchemaError, match=r"Column 'score': expected double, got string at row 1 "
-                       r"\('x'\)"):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Column 'score': expected double, got string at row 1 "
+        r"\('x'\)",
+    ):
         plan([{"age": 1, "score": 1.0, "name": "a"}, {"age": 1, "score": "x", "name": "b"}])
     with pytest.raises(SchemaError, match=r"Column 'score': expected double, got string\."):
         plan({"age": [1], "score": np.array(["1.5"]), "name": ["a"]})
@@ -192,16 +228,25 @@ def test_number_into_string_and_bool_into_number_are_refused(plan):
 
 def test_out_of_range_integer_is_refused():
     plan = ColumnPlan(ColumnSchema((ColSpec("n", "integer"),)))
-    with pytest.raises(SchemaError, match=r"Column 'n': expected integer, got 3000000000 at row "
-                       r"0, outside the range"):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Column 'n': expected integer, got 3000000000 at row "
+        r"0, outside the range",
+    ):
         plan({"n": np.array([3_000_000_000])})
 
 
 def test_datetime_binary_and_boolean_columns():
-    plan = ColumnPlan(ColumnSchema((ColSpec("t", "datetime"), ColSpec("b", "binary"),
-                                    ColSpec("ok", "boolean"))))  # fmt: skip
-    cols = plan({"t": ["2024-05-01T10:00:00Z", dt.datetime(2024, 5, 2)], "b": [b"\x00", b"x"],
-                 "ok": [True, False]})  # fmt: skip
+    plan = ColumnPlan(
+        ColumnSchema((ColSpec("t", "datetime"), ColSpec("b", "binary"), ColSpec("ok", "boolean")))
+    )
+    cols = plan(
+        {
+            "t": ["2024-05-01T10:00:00Z", dt.datetime(2024, 5, 2)],
+            "b": [b"\x00", b"x"],
+            "ok": [True, False],
+        }
+    )
     assert cols["t"].dtype == np.dtype("datetime64[ns]")
     assert str(cols["t"][0]) == "2024-05-01T10:00:00.000000000"
     assert cols["b"].tolist() == [b"\x00", b"x"] and cols["ok"].dtype == bool
@@ -212,8 +257,11 @@ def test_datetime_binary_and_boolean_columns():
 
 
 def test_columns_of_different_lengths_are_refused(plan):
-    with pytest.raises(SchemaError, match=r"Column 'score' has 1 values; the columns before it "
-                       r"have 2"):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Column 'score' has 1 values; the columns before it "
+        r"have 2",
+    ):
         plan({"age": [1, 2], "score": [1.0], "name": ["a", "b"]})
 
 
@@ -248,8 +296,12 @@ def test_tensor_fast_path_returns_the_same_array():
 
 def test_tensor_accepts_lists_frames_and_widens_safely():
     plan = TensorPlan(TensorSchema((TensorSpec("float64", (-1, 3)),)))
-    for data in ([[1, 2, 3]], np.array([[1, 2, 3]], dtype=np.int32),
-                 np.array([[1, 2, 3]], dtype=np.float32), pd.DataFrame([[1, 2, 3]])):
+    for data in (
+        [[1, 2, 3]],
+        np.array([[1, 2, 3]], dtype=np.int32),
+        np.array([[1, 2, 3]], dtype=np.float32),
+        pd.DataFrame([[1, 2, 3]]),
+    ):
         out = plan(data)
         assert out.dtype == np.float64 and out.tolist() == [[1.0, 2.0, 3.0]]
 
@@ -266,16 +318,20 @@ def test_tensor_shape_and_rank_errors():
 
 def test_tensor_dtype_errors():
     plan = TensorPlan(TensorSchema((TensorSpec("int64", (-1,)),)))
-    with pytest.raises(SchemaError, match=r"Input tensor: expected int64, got double with "
-                       r"fractional values \(row 1: 0\.5\)"):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Input tensor: expected int64, got double with "
+        r"fractional values \(row 1: 0\.5\)",
+    ):
         plan(np.array([1.0, 0.5]))
     with pytest.raises(SchemaError, match=r"Input tensor: expected int64, got string"):
         plan(np.array(["a"]))
 
 
 def test_named_tensors():
-    plan = TensorPlan(TensorSchema((TensorSpec("float32", (-1, 2), "a"),
-                                    TensorSpec("int64", (-1,), "b"))))  # fmt: skip
+    plan = TensorPlan(
+        TensorSchema((TensorSpec("float32", (-1, 2), "a"), TensorSpec("int64", (-1,), "b")))
+    )
     out = plan({"a": [[1, 2]], "b": [3], "ignored": [0]})
     assert out["a"].dtype == np.float32 and out["b"].tolist() == [3] and "ignored" not in out
     with pytest.raises(SchemaError, match=r"Missing tensor 'b'\. Expected tensors: a, b"):
@@ -291,8 +347,11 @@ def test_params_defaults_casts_and_errors():
     plan = ParamPlan((ParamSpec("threshold", "double", 0.5), ParamSpec("k", "long", 3)))
     assert plan(None) == {"threshold": 0.5, "k": 3}
     assert plan({"threshold": 1}) == {"threshold": 1.0, "k": 3}
-    with pytest.raises(SchemaError, match=r"Unknown param 'top'\. This model accepts: threshold "
-                       r"\(double, default 0\.5\), k \(long, default 3\)"):  # fmt: skip
+    with pytest.raises(
+        SchemaError,
+        match=r"Unknown param 'top'\. This model accepts: threshold "
+        r"\(double, default 0\.5\), k \(long, default 3\)",
+    ):
         plan({"top": 1})
     with pytest.raises(SchemaError, match=r"Param 'k': expected long, got string \('3'\)"):
         plan({"k": "3"})

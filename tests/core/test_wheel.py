@@ -14,10 +14,28 @@ FOLDERS = {"modelpack": "modelpack", "flavors": "modelpack/flavors", "serving": 
 
 def test_wheel_contains_every_module(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", "*.egg-info", "build", "__pycache__", ".*_cache", "tests"))  # fmt: skip
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(src)], check=True)  # fmt: skip
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", "*.egg-info", "build", "__pycache__", ".*_cache", "tests"
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("modelpack-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {

@@ -18,8 +18,9 @@ class Scaler(modelpack.PythonModel):
     def load_context(self, context):
         with open(context.artifacts["factor"]) as f:
             self.factor = float(f.read())
-        self.vocab = sorted(p.name for p in __import__("pathlib").Path(
-            context.artifacts["vocab_dir"]).iterdir())  # fmt: skip
+        self.vocab = sorted(
+            p.name for p in __import__("pathlib").Path(context.artifacts["vocab_dir"]).iterdir()
+        )
 
     def predict(self, data, params=None):
         offset = (params or {}).get("offset", 0.0)
@@ -34,8 +35,13 @@ def test_python_model_with_artifacts_and_params(tmp_path):
     (vocab / "b").write_text("")
     example = pd.DataFrame({"x": [1.0, 2.0]})
     sig = modelpack.infer_signature(example, params={"offset": 0.0})
-    modelpack.save(Scaler(), tmp_path / "p", input_example=example, signature=sig,
-                   artifacts={"factor": tmp_path / "factor.txt", "vocab_dir": vocab})
+    modelpack.save(
+        Scaler(),
+        tmp_path / "p",
+        input_example=example,
+        signature=sig,
+        artifacts={"factor": tmp_path / "factor.txt", "vocab_dir": vocab},
+    )
     (tmp_path / "factor.txt").write_text("100")  # the package keeps its own copy
     pack = modelpack.load(tmp_path / "p")
     assert pack.unwrap().vocab == ["a", "b"]
@@ -44,15 +50,20 @@ def test_python_model_with_artifacts_and_params(tmp_path):
     with pytest.raises(SchemaError, match="Unknown param 'scale'"):
         pack.predict({"x": [1]}, params={"scale": 2})
     config = pack.manifest.flavors["python"]
-    assert config["artifacts"] == {"factor": "artifacts/0/factor.txt",
-                                   "vocab_dir": "artifacts/1/vocab"}  # fmt: skip
+    assert config["artifacts"] == {
+        "factor": "artifacts/0/factor.txt",
+        "vocab_dir": "artifacts/1/vocab",
+    }
 
 
 def test_unlisted_artifact_file_fails_verification(tmp_path):
     (tmp_path / "f.txt").write_text("1")
     (tmp_path / "vocab").mkdir()
-    modelpack.save(Scaler(), tmp_path / "p", artifacts={"factor": tmp_path / "f.txt",
-                                                        "vocab_dir": tmp_path / "vocab"})
+    modelpack.save(
+        Scaler(),
+        tmp_path / "p",
+        artifacts={"factor": tmp_path / "f.txt", "vocab_dir": tmp_path / "vocab"},
+    )
     (tmp_path / "p" / "artifacts" / "0" / "sneaky.txt").write_text("x")
     with pytest.raises(modelpack.IntegrityError, match="artifacts/0/sneaky.txt: is not listed"):
         modelpack.load(tmp_path / "p")
@@ -83,8 +94,11 @@ def test_function_with_params(tmp_path):
 
 
 def test_artifact_folder_containing_the_package_is_refused(tmp_path):
-    with pytest.raises(InvalidArgument, match=r"Artifact 'all': the folder .* contains the "
-                       r"package being saved"):  # fmt: skip
+    with pytest.raises(
+        InvalidArgument,
+        match=r"Artifact 'all': the folder .* contains the "
+        r"package being saved",
+    ):
         modelpack.save(Scaler(), tmp_path / "p", artifacts={"all": tmp_path})
     assert list(tmp_path.iterdir()) == []
 
@@ -105,8 +119,11 @@ def test_predict_that_fails_on_the_example_saves_nothing(tmp_path):
     def broken(data):
         raise RuntimeError("boom")
 
-    with pytest.raises(modelpack.FlavorError, match=r"failed to predict on the input example "
-                       r"\(RuntimeError: boom\); nothing was saved"):  # fmt: skip
+    with pytest.raises(
+        modelpack.FlavorError,
+        match=r"failed to predict on the input example "
+        r"\(RuntimeError: boom\); nothing was saved",
+    ):
         modelpack.save(broken, tmp_path / "p", input_example=np.ones((1, 2)))
     assert list(tmp_path.iterdir()) == []
 
@@ -132,19 +149,24 @@ def test_code_paths_are_importable_while_loading_without_sys_path(tmp_path):
         import sys; sys.path.insert(0, {str(src)!r})
         import numpy as np, modelpack
         from code_model import CodeModel
-        modelpack.save(CodeModel(), {str(tmp_path / 'p')!r}, input_example=np.ones((1, 2)),
-                       code_paths=[{str(src / 'code_model.py')!r}, {str(src / 'helpers_pkg')!r}])
+        modelpack.save(CodeModel(), {str(tmp_path / "p")!r}, input_example=np.ones((1, 2)),
+                       code_paths=[{str(src / "code_model.py")!r}, {str(src / "helpers_pkg")!r}])
     """)
     subprocess.run([sys.executable, "-c", save_script], check=True, cwd=tmp_path)
     load_script = textwrap.dedent(f"""
         import sys, numpy as np, modelpack
         before = list(sys.path)
-        pack = modelpack.load({str(tmp_path / 'p')!r})
+        pack = modelpack.load({str(tmp_path / "p")!r})
         assert sys.path == before, "sys.path changed"
         print(pack.predict(np.ones((2, 2))).tolist(), sys.modules['code_model'].__file__)
     """)
-    out = subprocess.run([sys.executable, "-c", load_script], check=True, cwd=tmp_path,
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", load_script],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     result, origin = out.stdout.rsplit(" ", 1)
     assert result == "[[7.0, 7.0], [7.0, 7.0]]"
     assert origin.strip().startswith(str(tmp_path / "p" / "code"))

@@ -37,18 +37,35 @@ def test_transform_on_a_pipeline_with_mixed_columns(tmp_path):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    df = pd.DataFrame({"city": ["a", "b", "a", "c"] * 10, "age": np.arange(40) % 7,
-                       "income": np.linspace(0, 1, 40)})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "city": ["a", "b", "a", "c"] * 10,
+            "age": np.arange(40) % 7,
+            "income": np.linspace(0, 1, 40),
+        }
+    )
     y = np.arange(40) % 2
-    pipe = Pipeline([
-        ("prep", ColumnTransformer([("cat", OneHotEncoder(), ["city"]),
-                                    ("num", StandardScaler(), ["age", "income"])])),
-        ("clf", LogisticRegression()),
-    ]).fit(df, y)  # fmt: skip
+    pipe = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("cat", OneHotEncoder(), ["city"]),
+                        ("num", StandardScaler(), ["age", "income"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    ).fit(df, y)
     modelpack.save(pipe, tmp_path / "p", input_example=df.head(3))
     pack = modelpack.load(tmp_path / "p")
     assert [(c.name, c.type) for c in pack.signature.inputs.columns] == [
-        ("city", "string"), ("age", "long"), ("income", "double")]
+        ("city", "string"),
+        ("age", "long"),
+        ("income", "double"),
+    ]
     np.testing.assert_array_equal(pack.predict(df.to_dict("records")), pipe.predict(df))
     with pytest.raises(SchemaError, match=r"Column 'city': expected string, got long"):
         pack.predict({"city": [1], "age": [1], "income": [0.5]})
@@ -64,8 +81,11 @@ def test_skops_serialization_is_pickle_free(tmp_path, forest, xy):
 
 
 def test_bad_options(tmp_path, forest):
-    with pytest.raises(InvalidArgument, match=r"Unknown serialization 'json'\. Choose one of: "
-                       r"cloudpickle, skops"):  # fmt: skip
+    with pytest.raises(
+        InvalidArgument,
+        match=r"Unknown serialization 'json'\. Choose one of: "
+        r"cloudpickle, skops",
+    ):
         modelpack.save(forest, tmp_path / "p", serialization="json")
     with pytest.raises(InvalidArgument, match=r"Unknown predict_method 'score'"):
         modelpack.save(forest, tmp_path / "p", predict_method="score")
