@@ -1,0 +1,112 @@
+"""One round-trip for every flavor: save -> load -> predict equals the native model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import modelpack
+
+
+def _sklearn(xy, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = xy
+    model = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(X, y)
+    return model, X, model.predict
+
+
+def _torch(xy, tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    X = xy[0].astype(np.float32)
+
+    def native(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return model, X, native
+
+
+def _onnx(xy, tmp_path):
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = xy
+    X = X.astype(np.float32)
+    proto = to_onnx(
+        LogisticRegression().fit(X, y),
+        X[:1],
+        options={"zipmap": False},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return proto, X, lambda x: dict(zip(names, session.run(None, {"X": x}), strict=True))
+
+
+class _Affine(modelpack.PythonModel):
+    def predict(self, data, params=None):
+        return np.asarray(data) @ np.arange(6.0) + 1.0
+
+
+def _python(xy, tmp_path):
+    model = _Affine()
+    return model, xy[0], lambda x: model.predict(x)
+
+
+BUILDERS = {"sklearn": _sklearn, "torch": _torch, "onnx": _onnx, "python": _python}
+
+
+def _close(actual, expected, tol=1e-6):
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected)
+        for name in expected:
+            np.testing.assert_allclose(actual[name], expected[name], rtol=tol, atol=tol)
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
+
+
+def _head(out, n):
+    return {k: v[:n] for k, v in out.items()} if isinstance(out, dict) else out[:n]
+
+
+@pytest.mark.parametrize("flavor", sorted(BUILDERS))
+def test_round_trip(flavor, xy, tmp_path):
+    model, X, native = BUILDERS[flavor](xy, tmp_path)
+    manifest = modelpack.save(model, tmp_path / "p", input_example=X[:3])
+    assert manifest.flavor == flavor
+    pack = modelpack.load(tmp_path / "p")
+    assert pack.flavor == flavor and pack.signature.inputs.kind == "tensor"
+    expected = native(X)
+    _close(pack.predict(X), expected)
+    _close(pack.predict(X[:1]), _head(expected, 1))
+    _close(pack.predict(X[:4].tolist()), _head(expected, 4), tol=1e-5)
+    empty = pack.predict(X[:0])
+    assert all(v.shape[0] == 0 for v in (empty.values() if isinstance(empty, dict) else [empty]))
+    with pytest.raises(modelpack.SchemaError, match=r"expected shape \(-1, 6\), got \(2, 5\)"):
+        pack.predict(X[:2, :5])
+    reqs = (tmp_path / "p" / "requirements.txt").read_text()
+    assert "numpy==" in reqs
+    modelpack.verify(tmp_path / "p")
+
+
+def test_sklearn_also_onnx_serves_without_unpickling(xy, tmp_path, forest):
+    X = xy[0]
+    manifest = modelpack.save(forest, tmp_path / "p", input_example=X[:5], also=("onnx",))
+    assert set(manifest.flavors) == {"sklearn", "onnx"}
+    assert "onnxruntime==" in (tmp_path / "p" / "requirements.txt").read_text()
+    pack = modelpack.load(tmp_path / "p", flavor="onnx")
+    assert pack.flavor == "onnx"
+    assert type(pack.unwrap()).__name__ == "InferenceSession"
+    np.testing.assert_array_equal(pack.predict(X), forest.predict(X))
+    proba = modelpack.save(
+        forest, tmp_path / "q", input_example=X[:5], also=("onnx",), predict_method="predict_proba"
+    )
+    assert proba.flavors["onnx"]["output_names"] == ["probabilities"]
+    np.testing.assert_allclose(
+        modelpack.load(tmp_path / "q", flavor="onnx").predict(X), forest.predict_proba(X), atol=1e-6
+    )
