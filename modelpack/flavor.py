@@ -8,6 +8,7 @@ imported only when asked for.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -53,7 +54,9 @@ class Flavor(Protocol):
     def requirements(self, obj: Any) -> list[str]: ...
 
 
+@functools.cache
 def _entry_points() -> dict[str, Any]:
+    """Installed third-party flavors (read once per process: scanning costs milliseconds)."""
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from modelpack._integrity import hash_tree, verify_files
@@ -42,6 +43,7 @@ from modelpack.uris import resolve_local
 __all__ = ["Package", "load", "save", "verify"]
 
 INPUT_EXAMPLE = "input_example.json"
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Package:
@@ -56,14 +58,18 @@ class Package:
     def __init__(
         self, path: Path, manifest: Manifest, flavor: str, native: Any, predict: Predict
     ) -> None:
-        from modelpack._schema import signature_plans
+        from modelpack import _schema
 
         self.path = path
         self.manifest = manifest
         self.flavor = flavor
         self._native = native
         self._predict = predict
-        self._plan, self._params = signature_plans(manifest.signature)
+        self._plan, self._params = _schema.signature_plans(manifest.signature)
+        # Bound once: predict is the hot path and does no imports or lookups it can avoid.
+        self._n_rows = _schema.n_rows
+        self._empty_output = _schema.empty_output
+        self._normalize_output = _schema.normalize_output
 
     @property
     def signature(self) -> Signature | None:
@@ -95,30 +101,15 @@ class Package:
         Raises:
             SchemaError: the data or params do not match the signature.
         """
-        x = self._plan(data) if self._plan is not None else data
-        p = self._params(params)
-        from modelpack._schema import empty_output, n_rows
-
-        if n_rows(x) == 0:
+        x = data if self._plan is None else self._plan(data)
+        p = self._params(params) if params or self._params.defaults else _NO_PARAMS
+        if self._n_rows(x) == 0:
             sig = self.manifest.signature
-            return empty_output(sig.outputs if sig is not None else None)
-        return _normalize_output(self._predict(x, p))
+            return self._empty_output(sig.outputs if sig is not None else None)
+        return self._normalize_output(self._predict(x, p))
 
     def __repr__(self) -> str:
         return f"<Package {self.path} flavor={self.flavor} model_id={self.model_id[:12]}>"
-
-
-def _normalize_output(out: Any) -> Any:
-    import numpy as np
-
-    if isinstance(out, np.ndarray | dict):
-        return out
-    module = type(out).__module__
-    if module.startswith("pandas"):
-        return out if hasattr(out, "columns") else out.to_numpy()
-    if module.startswith("torch") and hasattr(out, "numpy"):
-        return out.detach().cpu().numpy()
-    return np.asarray(out)
 
 
 # ---------------------------------------------------------------------------- code paths
@@ -402,10 +393,13 @@ def save(
     from modelpack.environment import check_requirements
 
     given = check_requirements(requirements, "requirements") if requirements is not None else None
-    extra_reqs = check_requirements(extra_requirements, "extra_requirements")
+    extra_reqs = (
+        check_requirements(extra_requirements, "extra_requirements") if extra_requirements else []
+    )
     if artifacts is not None:
         flavor_options["artifacts"] = artifacts
-    _check_metadata(metadata or {})
+    if metadata:
+        _check_metadata(metadata)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.modelpack-staging-{uuid.uuid4().hex[:8]}"

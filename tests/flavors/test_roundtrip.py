@@ -110,3 +110,22 @@ def test_sklearn_also_onnx_serves_without_unpickling(xy, tmp_path, forest):
     np.testing.assert_allclose(
         modelpack.load(tmp_path / "q", flavor="onnx").predict(X), forest.predict_proba(X), atol=1e-6
     )
+
+
+def test_loading_without_the_framework_names_the_extra(xy, tmp_path, monkeypatch):
+    model, X, _ = _onnx(xy, tmp_path)
+    modelpack.save(model, tmp_path / "p", input_example=X[:2])
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    with pytest.raises(
+        modelpack.MissingDependency,
+        match=r"The 'onnx' flavor needs onnxruntime\. Install it with: "
+        r"pip install 'modelpack\[onnx\]'",
+    ) as e:
+        modelpack.load(tmp_path / "p")
+    assert e.value.extra == "onnx" and e.value.flavor == "onnx"
+
+
+def test_zero_row_dataframe_gives_an_empty_typed_prediction(tmp_path, frame_forest, frame):
+    modelpack.save(frame_forest, tmp_path / "p", input_example=frame.head(3))
+    out = modelpack.load(tmp_path / "p").predict(frame.head(0))
+    assert out.shape == (0,) and out.dtype == frame_forest.predict(frame.head(1)).dtype
