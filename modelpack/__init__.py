@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from modelpack import errors
 from modelpack._version import __version__
+from modelpack.client import Client
+from modelpack.entities import ModelInfo, ModelVersion, RegisteredModel, Run
 from modelpack.errors import (
     AlreadyExists,
     FlavorError,
@@ -34,8 +36,51 @@ from modelpack.signature import (
     TensorSpec,
     infer_signature,
 )
+from modelpack.tracking import (
+    ActiveRun,
+    active_run,
+    end_run,
+    get_tracking_uri,
+    log_artifact,
+    log_artifacts,
+    log_metric,
+    log_metrics,
+    log_model,
+    log_param,
+    log_params,
+    register_model,
+    search_runs,
+    set_experiment,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
 
 __all__ = [
+    "ActiveRun",
+    "Client",
+    "ModelInfo",
+    "ModelVersion",
+    "RegisteredModel",
+    "Run",
+    "active_run",
+    "end_run",
+    "get_tracking_uri",
+    "log_artifact",
+    "log_artifacts",
+    "log_metric",
+    "log_metrics",
+    "log_model",
+    "log_param",
+    "log_params",
+    "register_model",
+    "search_runs",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
     "AlreadyExists",
     "ColSpec",
     "ColumnSchema",

@@ -533,6 +533,9 @@ class TensorPlan:
 
 
 def n_rows(data: Any) -> int:
+    """Rows in checked input (-1 when unknown: data passed through without a signature)."""
+    if type(data) is np.ndarray:
+        return data.shape[0] if data.ndim else 1
     if isinstance(data, Columns):
         return data.n_rows
     if isinstance(data, np.ndarray):
@@ -543,6 +546,18 @@ def n_rows(data: Any) -> int:
     if _is_frame(data):
         return len(data)
     return -1
+
+
+def normalize_output(out: Any) -> Any:
+    """A model's output as numpy, a DataFrame, or a dict of arrays."""
+    if type(out) is np.ndarray or isinstance(out, np.ndarray | dict):
+        return out
+    module = type(out).__module__
+    if module.startswith("pandas"):
+        return out if hasattr(out, "columns") else out.to_numpy()
+    if module.startswith("torch") and hasattr(out, "numpy"):
+        return out.detach().cpu().numpy()
+    return np.asarray(out)
 
 
 def input_plan(schema: Schema | None) -> Any:

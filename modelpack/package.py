@@ -38,7 +38,7 @@ from modelpack.manifest import (
     write_manifest,
 )
 from modelpack.signature import Signature
-from modelpack.uris import resolve_local
+from modelpack.uris import resolve
 
 __all__ = ["Package", "load", "save", "verify"]
 
@@ -185,7 +185,9 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
     """Load a package: verify every file's hash, then deserialize and build ``predict``.
 
     Args:
-        uri: a local path or ``file://`` URI.
+        uri: a local path, ``file://``, ``runs:/<run_id>/<path>``, ``models:/<name>/<version>``,
+            ``models:/<name>/<stage>``, ``models:/<name>@<alias>``, ``models:/<name>/latest``
+            or ``s3://bucket/prefix``.
         flavor: run another representation stored in the package (e.g. ``"onnx"``).
         **options: for the flavor's loader, e.g. ``device="cuda"`` (torch) or
             ``providers=[...]``, ``intra_op_num_threads=4`` (onnx).
@@ -197,7 +199,7 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
         >>> pack = modelpack.load("churn")
         >>> pack.predict(df)
     """
-    root = resolve_local(uri)
+    root = resolve(uri)
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
     name = flavor or manifest.flavor
@@ -215,7 +217,7 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
     Raises:
         IntegrityError: naming each modified, missing or unlisted file.
     """
-    root = resolve_local(uri)
+    root = resolve(uri)
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
     return manifest

@@ -1,27 +1,39 @@
 """Model URIs: where a package lives (DESIGN.md §5).
 
-This release resolves local paths and ``file://`` URIs; the tracking store adds ``runs:/``,
-``models:/`` and ``s3://``.
+Local paths and ``file://`` URIs resolve here; ``runs:/``, ``models:/`` and ``s3://`` go
+through the tracking store (``modelpack.Client``), imported only when such a URI is used.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from modelpack.errors import InvalidArgument
 
-__all__ = ["resolve_local"]
+__all__ = ["resolve", "resolve_local"]
 
-_STORE_SCHEMES = ("runs", "models", "s3")
+STORE_SCHEMES = ("runs", "models", "s3")
+
+
+def resolve(uri: str | os.PathLike[str], client: Any = None) -> Path:
+    """The local directory of the package ``uri`` names, downloading it if it is remote."""
+    if isinstance(uri, str) and uri.split(":", 1)[0] in STORE_SCHEMES and ":" in uri:
+        if client is None:
+            from modelpack.client import Client
+
+            client = Client()
+        return Path(client.resolve(uri))
+    return resolve_local(uri)
 
 
 def resolve_local(uri: str | os.PathLike[str]) -> Path:
-    """The local directory ``uri`` names.
+    """The local directory a path or ``file://`` URI names.
 
     Raises:
-        InvalidArgument: a scheme this release cannot resolve.
+        InvalidArgument: a scheme that is not local.
     """
     if isinstance(uri, os.PathLike):
         return Path(uri)
@@ -34,14 +46,9 @@ def resolve_local(uri: str | os.PathLike[str]) -> Path:
                 f"file URI {uri!r} names host {parsed.netloc!r}; only local files are supported."
             )
         return Path(unquote(parsed.path))
-    scheme = uri.split(":", 1)[0] if ":" in uri else ""
-    if scheme in _STORE_SCHEMES:
+    if "://" in uri or uri.split(":", 1)[0] in STORE_SCHEMES:
         raise InvalidArgument(
-            f"Cannot resolve {uri!r}: {scheme}: URIs need the tracking store, which this version "
-            f"of modelpack does not include yet. Use a local path or a file:// URI."
-        )
-    if "://" in uri:
-        raise InvalidArgument(
-            f"Unsupported URI scheme in {uri!r}. Supported: a local path or a file:// URI."
+            f"Unsupported URI {uri!r}. Supported: a local path, file://, runs:/<run_id>/<path>, "
+            f"models:/<name>/<version|stage|latest>, models:/<name>@<alias>, s3://bucket/prefix."
         )
     return Path(uri)

@@ -40,3 +40,86 @@ def frame_forest(xy, frame):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------------------- tracking stores
+
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_available() -> str | None:
+    """None if the PostgreSQL server answers, else why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[dev]')"
+    try:
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ).close()
+    except psycopg.Error as exc:
+        return f"no PostgreSQL at 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The base URL of the test PostgreSQL; skipped (a failure when CI=true) if it is down."""
+    import os
+
+    problem = _postgres_available()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL tests must run in CI: {problem}")
+        pytest.skip(problem)
+    return PG_BASE
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A URL whose tables live in a fresh, private schema (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{postgres_server}?options=-csearch_path%3D{schema}"
+    yield url
+    from modelpack.store import _engine
+
+    _engine.dispose(url)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Each store test runs on the embedded SQLite file and on the real PostgreSQL."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_url")
+        return
+    url = f"sqlite:///{tmp_path / 'store' / 'modelpack.db'}"
+    yield url
+    from modelpack.store import _engine
+
+    _engine.dispose(url)
+
+
+@pytest.fixture
+def client(store_url, tmp_path):
+    import modelpack
+
+    return modelpack.Client(store_url, artifact_root=str(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def tracking_env(monkeypatch, store_url, tmp_path):
+    """The fluent API pointed at this test's store, artifacts and cache (nothing in cwd)."""
+    monkeypatch.setenv("MODELPACK_TRACKING_URI", store_url)
+    monkeypatch.setenv("MODELPACK_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MODELPACK_EXPERIMENT_NAME", raising=False)
+    return store_url

@@ -185,10 +185,9 @@ def test_missing_package_and_non_package(tmp_path):
         modelpack.load(tmp_path)
 
 
-def test_store_uris_are_refused_until_the_store_exists():
-    with pytest.raises(InvalidArgument, match="models: URIs need the tracking store"):
-        modelpack.load("models:/Churn/Production")
-    with pytest.raises(InvalidArgument, match="Unsupported URI scheme"):
+def test_unknown_uri_schemes_are_refused():
+    with pytest.raises(InvalidArgument, match=r"Unsupported URI 'http://example.com/model'\. "
+                       r"Supported: a local path, file://, runs:/"):
         modelpack.load("http://example.com/model")
 
 

@@ -1,0 +1,540 @@
+"""Artifact storage: a local directory or an S3 prefix behind one small protocol (DESIGN.md §6).
+
+Every relative path that comes in (``dest``, ``src``, ``prefix``, ``path``) and every key that
+comes back from S3 passes ``modelpack._paths`` before it touches a file (DESIGN.md §9 rule 2).
+boto3 is imported only when an S3 store first talks to S3.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from modelpack._paths import check_relative, resolve_inside
+from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
+
+__all__ = [
+    "ArtifactStore",
+    "FileInfo",
+    "LocalArtifactStore",
+    "S3ArtifactStore",
+    "artifact_store",
+    "redact",
+]
+
+ENDPOINT_ENV = "MODELPACK_S3_ENDPOINT_URL"
+_TMP_PREFIX = ".modelpack-tmp-"  # in-flight writes; never listed
+_DELETE_BATCH = 1000  # the most keys S3's DeleteObjects accepts per call
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")  # 2+ chars, so "C:" is not a scheme
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{1,254}$")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a listing: ``path`` is relative to the store root, ``size`` None for dirs."""
+
+    path: str
+    is_dir: bool
+    size: int | None
+
+
+class ArtifactStore(Protocol):
+    """Files under a root URI, addressed by relative POSIX paths."""
+
+    uri: str
+
+    def put_file(self, local: Path, dest: str) -> None: ...
+    def put_dir(self, local_dir: Path, dest: str) -> None: ...
+    def get_file(self, src: str, local: Path) -> None: ...
+    def get_dir(self, src: str, local_dir: Path) -> None: ...
+    def list_files(self, prefix: str = "") -> list[str]: ...
+    def exists(self, path: str) -> bool: ...
+    def delete(self, prefix: str) -> None: ...
+    def local_path(self, path: str) -> Path | None: ...
+    def list(self, prefix: str = "") -> list[FileInfo]: ...
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``user:password@`` removed from the URLs in it."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def artifact_store(uri: str) -> ArtifactStore:
+    """The store for ``uri``: a path, ``file:///abs/dir`` or ``s3://bucket/prefix``.
+
+    Raises:
+        InvalidArgument: an empty URI, a malformed one, or an unsupported scheme.
+    """
+    if not isinstance(uri, str) or not uri:
+        raise InvalidArgument(f"Expected an artifact store URI or path, got {uri!r}.")
+    match = _SCHEME.match(uri)
+    scheme = match.group(1).lower() if match else ""
+    if scheme == "":
+        return LocalArtifactStore(Path(uri))
+    if scheme == "file":
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidArgument(
+                f"file URI {redact(uri)!r} names host {redact(parsed.netloc)!r}; "
+                "only local files are supported."
+            )
+        return LocalArtifactStore(Path(unquote(parsed.path)))
+    if scheme == "s3":
+        parsed = urlparse(uri)
+        return S3ArtifactStore(parsed.netloc, parsed.path)
+    raise InvalidArgument(
+        f"Unsupported artifact store URI {redact(uri)!r} (scheme {scheme!r}). "
+        "Supported: a local path, file:///abs/dir, s3://bucket/prefix."
+    )
+
+
+def _checked(rel: str, uri: str) -> str:
+    try:
+        return str(check_relative(rel, "Artifact path"))
+    except FormatError as exc:
+        raise InvalidArgument(f"{exc.message.rstrip('.')} (artifact store {uri}).") from None
+
+
+def _inside(root: Path, rel: str, uri: str, what: str = "Artifact path") -> Path:
+    try:
+        return resolve_inside(root, rel, what)
+    except FormatError as exc:
+        raise InvalidArgument(f"{exc.message.rstrip('.')} (artifact store {uri}).") from None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix and name else prefix or name
+
+
+def _walk_local(top: Path) -> tuple[list[str], list[str]]:
+    """Files and empty leaf directories under ``top`` as relative POSIX paths ("" is ``top``).
+
+    Links are refused rather than followed: one could point anywhere on the machine.
+    """
+    files: list[str] = []
+    empty: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel_dir = Path(dirpath).relative_to(top).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir
+        names = [n for n in dirnames + filenames if not n.startswith(_TMP_PREFIX)]
+        for name in names:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                raise InvalidArgument(
+                    f"{full} is a symbolic link; artifact directories may not contain links."
+                )
+        files.extend(_join(rel_dir, n) for n in filenames if not n.startswith(_TMP_PREFIX))
+        if not names:
+            empty.append(rel_dir)
+    return sorted(files), empty
+
+
+def _local_source(local: Path, want_dir: bool) -> Path:
+    local = Path(local)
+    kind = "directory" if want_dir else "file"
+    if not local.exists():
+        raise NotFound(f"Local {kind} {local} does not exist.")
+    if local.is_dir() != want_dir:
+        raise InvalidArgument(f"Local path {local} is not a {kind}.")
+    return local
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a synced temp file, so readers see all of it or none."""
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=_TMP_PREFIX)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        shutil.copymode(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class LocalArtifactStore:
+    """Artifacts in a directory; created on first write, written atomically file by file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self.uri = str(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalArtifactStore({self.uri!r})"
+
+    def _path(self, rel: str) -> Path:
+        return _inside(self.root, rel, self.uri)
+
+    def _dir(self, prefix: str) -> Path:
+        return self._path(prefix) if prefix else Path(os.path.realpath(self.root))
+
+    def _target(self, rel: str, path: Path | None = None) -> Path:
+        """``rel``'s path, ready to be replaced by a file."""
+        path = path or self._path(rel)
+        if path.is_dir():
+            raise InvalidArgument(
+                f"Artifact path {rel!r} is a directory in {self.uri}; a file cannot replace it."
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidArgument(
+                f"Artifact path {rel!r}: a parent of it is a file in {self.uri}."
+            ) from None
+        return path
+
+    def put_file(self, local: Path, dest: str) -> None:
+        """Copy the file ``local`` to ``dest``, replacing what was there."""
+        src = _local_source(local, want_dir=False)
+        _copy_atomic(src, self._target(dest))
+
+    def put_dir(self, local_dir: Path, dest: str) -> None:
+        """Copy the tree ``local_dir`` to ``dest``, merging into what is there."""
+        dest = _checked(dest, self.uri)
+        files, empty = _walk_local(_local_source(local_dir, want_dir=True))
+        targets = [self._path(_join(dest, rel)) for rel in files]  # all checked before writing
+        for rel, path in zip(files, targets, strict=True):
+            _copy_atomic(Path(local_dir, rel), self._target(_join(dest, rel), path))
+        for rel in empty:
+            self._path(_join(dest, rel)).mkdir(parents=True, exist_ok=True)
+
+    def get_file(self, src: str, local: Path) -> None:
+        """Copy the artifact ``src`` to the file ``local``."""
+        path = self._path(src)
+        if not path.is_file():
+            raise NotFound(f"No artifact file {src!r} in {self.uri}.")
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(path, local)
+
+    def get_dir(self, src: str, local_dir: Path) -> None:
+        """Copy every file under ``src`` into ``local_dir`` (created if missing)."""
+        top = self._path(src)
+        if not top.is_dir():
+            raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
+        files, empty = _walk_local(top)
+        local_dir = Path(local_dir)
+        for rel in files:
+            target = _inside(local_dir, rel, self.uri, "Download target")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _copy_atomic(top / rel, target)
+        for rel in empty:
+            (_inside(local_dir, rel, self.uri, "Download target") if rel else local_dir).mkdir(
+                parents=True, exist_ok=True
+            )
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        """Every file under ``prefix``, recursively, relative to ``prefix``."""
+        top = self._dir(prefix)
+        return _walk_local(top)[0] if top.is_dir() else []
+
+    def exists(self, path: str) -> bool:
+        """Whether a file or directory is at ``path``."""
+        return self._path(path).exists()
+
+    def delete(self, prefix: str) -> None:
+        """Remove the file or tree at ``prefix``; a missing one is fine."""
+        if prefix == "":
+            raise InvalidArgument(f"Refusing to delete the whole artifact store {self.uri}.")
+        path = self._path(prefix)
+        if path.is_dir():
+            # Rename first, so readers never see a half-deleted tree under the real name.
+            doomed = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+            os.replace(path, doomed)
+            shutil.rmtree(doomed)
+        else:
+            with suppress(FileNotFoundError):
+                path.unlink()
+
+    def local_path(self, path: str) -> Path | None:
+        """The real path of ``path`` on disk (it need not exist yet)."""
+        return self._path(path)
+
+    def list(self, prefix: str = "") -> list[FileInfo]:
+        """The direct children of ``prefix``; [] when it is missing or a file."""
+        top = self._dir(prefix)
+        if not top.is_dir():
+            return []
+        prefix = _checked(prefix, self.uri) if prefix else ""  # normalised: "a//b" is "a/b"
+        out = []
+        with os.scandir(top) as entries:
+            for e in entries:
+                if e.name.startswith(_TMP_PREFIX):
+                    continue
+                is_dir = e.is_dir(follow_symlinks=False)
+                size = None if is_dir else e.stat(follow_symlinks=False).st_size
+                out.append(FileInfo(_join(prefix, e.name), is_dir, size))
+        return sorted(out, key=lambda f: f.path)
+
+
+class S3ArtifactStore:
+    """Artifacts under ``s3://bucket/prefix``; an empty directory is kept as a ``dir/`` marker."""
+
+    def __init__(
+        self, bucket: str, prefix: str, *, endpoint_url: str | None = None, client: Any = None
+    ) -> None:
+        if not isinstance(bucket, str) or not _BUCKET.match(bucket):
+            raise InvalidArgument(
+                f"Invalid S3 bucket name {redact(str(bucket))!r}: expected s3://bucket/prefix."
+            )
+        prefix = prefix.strip("/")
+        self.bucket = bucket
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.prefix = _checked(prefix, self.uri) if prefix else ""
+        self._endpoint_url = endpoint_url
+        self._s3 = client
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3ArtifactStore({self.uri!r})"
+
+    @property
+    def _client(self) -> Any:
+        with self._lock:
+            if self._s3 is None:
+                import boto3
+                from botocore.config import Config
+
+                endpoint = self._endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+                config = Config(
+                    connect_timeout=5,
+                    read_timeout=60,
+                    retries={"mode": "standard", "total_max_attempts": 3},
+                    # S3-compatible servers (MinIO, Ceph) rarely resolve bucket subdomains.
+                    s3={"addressing_style": "path"} if endpoint else None,
+                )
+                session = boto3.session.Session()  # the default session is not thread-safe
+                self._s3 = session.client("s3", endpoint_url=endpoint, config=config)
+            return self._s3
+
+    def _endpoint(self) -> str:
+        return redact(str(self._client.meta.endpoint_url))
+
+    def _key(self, rel: str) -> str:
+        return _join(self.prefix, _checked(rel, self.uri))
+
+    def _dir_key(self, rel: str) -> str:
+        """The key prefix of everything under ``rel`` ("" is the store root)."""
+        key = self._key(rel) if rel else self.prefix
+        return f"{key}/" if key else ""
+
+    @contextmanager
+    def _errors(self, path: str | None = None) -> Iterator[None]:
+        """Turn botocore's exceptions into modelpack's, naming the URI and never credentials."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
+            # Not chained: botocore's messages quote the endpoint URL, user:password@ and all.
+            raise self._translate(exc, path) from None
+
+    def _translate(self, exc: BaseException, path: str | None) -> ModelpackError:
+        from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+        from botocore import exceptions as bex
+
+        # upload_file wraps a ClientError; download_file wraps its last connection error.
+        if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
+            exc = exc.__context__
+        elif isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
+            exc = exc.last_exception
+        where = f"{self.uri} (endpoint {self._endpoint()})"
+        if isinstance(exc, bex.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey") and path is not None and self._bucket_exists():
+                return NotFound(f"No artifact file {path!r} in {self.uri}.")
+            if code in ("404", "NoSuchBucket"):
+                return NotFound(
+                    f"S3 bucket {self.bucket!r} does not exist (endpoint {self._endpoint()})."
+                )
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return ModelpackError(
+                    f"S3 denied access to {where}: {code}. Check the credentials and bucket policy."
+                )
+            return ModelpackError(f"S3 request on {where} failed: {code}.")
+        if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+            return ModelpackError(
+                f"No usable AWS credentials for {self.uri}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE."
+            )
+        if isinstance(exc, bex.ConnectionError):
+            return ModelpackError(
+                f"Cannot reach S3 endpoint {self._endpoint()} for {self.uri}: {_reason(exc)}."
+            )
+        return ModelpackError(f"S3 request on {where} failed: {type(exc).__name__}.")
+
+    def _bucket_exists(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            return False
+        return True
+
+    def _keys(self, prefix_key: str) -> list[tuple[str, int]]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix_key
+        )
+        with self._errors():
+            return [(o["Key"], o["Size"]) for page in pages for o in page.get("Contents", [])]
+
+    def put_file(self, local: Path, dest: str) -> None:
+        """Upload the file ``local`` to ``dest``, replacing what was there."""
+        src = _local_source(local, want_dir=False)
+        key = self._key(dest)
+        with self._errors():
+            self._client.upload_file(str(src), self.bucket, key)
+
+    def put_dir(self, local_dir: Path, dest: str) -> None:
+        """Upload the tree ``local_dir`` to ``dest``, merging into what is there."""
+        dest = _checked(dest, self.uri)
+        files, empty = _walk_local(_local_source(local_dir, want_dir=True))
+        keys = [self._key(_join(dest, rel)) for rel in files]
+        markers = [self._dir_key(_join(dest, rel)) for rel in empty]
+        with self._errors():
+            for rel, key in zip(files, keys, strict=True):
+                self._client.upload_file(str(Path(local_dir, rel)), self.bucket, key)
+            for key in markers:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+
+    def get_file(self, src: str, local: Path) -> None:
+        """Download the artifact ``src`` to the file ``local``."""
+        key = self._key(src)
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(src):
+            self._client.download_file(self.bucket, key, str(local))
+
+    def get_dir(self, src: str, local_dir: Path) -> None:
+        """Download every object under ``src`` into ``local_dir`` (created if missing).
+
+        Raises:
+            InvalidArgument: a key under ``src`` would land outside ``local_dir``; nothing is
+                downloaded then.
+        """
+        base = f"{self._key(src)}/"
+        local_dir = Path(local_dir)
+        plan: list[tuple[str, Path]] = []
+        dirs = []
+        for key, _ in self._keys(base):
+            rel = key[len(base) :]
+            if rel == "":
+                dirs.append(local_dir)
+                continue
+            try:
+                target = resolve_inside(local_dir, rel.removesuffix("/"), "its path")
+            except FormatError as exc:
+                raise InvalidArgument(
+                    f"Refusing to download S3 key {key!r} from {self.uri}: {exc.message}"
+                ) from None
+            if rel.endswith("/"):
+                dirs.append(target)
+            else:
+                plan.append((key, target))
+        if not plan and not dirs:
+            raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        with self._errors(src):
+            for key, target in plan:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._client.download_file(self.bucket, key, str(target))
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        """Every file under ``prefix``, recursively, relative to ``prefix``."""
+        base = self._dir_key(prefix)
+        rels = (key[len(base) :] for key, _ in self._keys(base))
+        return sorted(r for r in rels if r and not r.endswith("/"))
+
+    def exists(self, path: str) -> bool:
+        """Whether an object, or any object under ``path/``, exists."""
+        from botocore.exceptions import ClientError
+
+        key = self._key(path)
+        with self._errors():
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=key)
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                    raise
+            found = self._client.list_objects_v2(Bucket=self.bucket, Prefix=f"{key}/", MaxKeys=1)
+        return bool(found.get("KeyCount"))
+
+    def delete(self, prefix: str) -> None:
+        """Remove the object at ``prefix`` and every object under ``prefix/``; missing is fine."""
+        if prefix == "":
+            raise InvalidArgument(f"Refusing to delete the whole artifact store {self.uri}.")
+        key = self._key(prefix)
+        keys = [key] + [k for k, _ in self._keys(f"{key}/")]
+        with self._errors():
+            for i in range(0, len(keys), _DELETE_BATCH):
+                batch = [{"Key": k} for k in keys[i : i + _DELETE_BATCH]]
+                resp = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                if resp.get("Errors"):
+                    first = resp["Errors"][0]
+                    raise ModelpackError(
+                        f"S3 could not delete {len(resp['Errors'])} object(s) under "
+                        f"{self.uri}/{prefix}: {first.get('Key')!r}: {first.get('Code')}."
+                    )
+
+    def local_path(self, path: str) -> Path | None:
+        """None: S3 objects have no local path."""
+        self._key(path)
+        return None
+
+    def list(self, prefix: str = "") -> list[FileInfo]:
+        """The direct children of ``prefix``; [] when nothing is under it."""
+        base = self._dir_key(prefix)
+        prefix = base[len(self.prefix) :].strip("/")  # as checked and normalised
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base, Delimiter="/"
+        )
+        out = []
+        with self._errors():
+            for page in pages:
+                for cp in page.get("CommonPrefixes", []):
+                    name = cp["Prefix"][len(base) : -1]
+                    if name:
+                        out.append(FileInfo(_join(prefix, name), True, None))
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(base) :]
+                    if name:  # "" is the marker of ``prefix`` itself
+                        out.append(FileInfo(_join(prefix, name), False, obj["Size"]))
+        return sorted(out, key=lambda f: f.path)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, credential-free cause of a connection failure (botocore -> urllib3 -> socket)."""
+    import socket
+
+    from botocore.exceptions import ConnectTimeoutError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectTimeoutError):
+            return "connection timed out"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        seen = seen.__cause__ or seen.__context__
+    return "connection failed"

@@ -1,0 +1,190 @@
+"""What the tracking store holds, as frozen dataclasses with the names MLflow users know.
+
+Times are timezone-aware UTC datetimes; ``*_ms`` fields carry the same instant as epoch
+milliseconds, which is what filters and metric timestamps use.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "STAGES",
+    "Experiment",
+    "HistoryRecord",
+    "Metric",
+    "ModelInfo",
+    "ModelVersion",
+    "RegisteredModel",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunStatus",
+    "canonical_stage",
+    "at_ms",
+    "from_ms",
+    "to_ms",
+]
+
+STAGES = ("None", "Staging", "Production", "Archived")
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+
+class RunStatus:
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+def canonical_stage(stage: str | None) -> str:
+    """``"production"`` -> ``"Production"``; raises ``InvalidArgument`` for an unknown stage."""
+    from modelpack.errors import InvalidArgument
+
+    text = "None" if stage is None else str(stage)
+    for name in STAGES:
+        if name.lower() == text.strip().lower():
+            return name
+    raise InvalidArgument(f"Unknown stage {stage!r}. Stages: {', '.join(STAGES)}.")
+
+
+def to_ms(when: _dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def at_ms(ms: int) -> _dt.datetime:
+    """Epoch milliseconds as an aware UTC datetime."""
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+
+
+def from_ms(ms: int | None) -> _dt.datetime | None:
+    return None if ms is None else at_ms(ms)
+
+
+class _Dict:
+    def to_dict(self) -> dict[str, Any]:
+        def plain(v: Any) -> Any:
+            if isinstance(v, _dt.datetime):
+                return v.isoformat()
+            if isinstance(v, Mapping):
+                return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [plain(x) for x in v]
+            return v
+
+        return {k: plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Experiment(_Dict):
+    experiment_id: str
+    name: str
+    artifact_location: str
+    lifecycle_stage: str
+    creation_time: _dt.datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric(_Dict):
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
+
+@dataclass(frozen=True)
+class RunInfo(_Dict):
+    run_id: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str
+    start_time: _dt.datetime
+    end_time: _dt.datetime | None
+    artifact_uri: str
+    lifecycle_stage: str
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunData(_Dict):
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run(_Dict):
+    info: RunInfo
+    data: RunData
+
+
+@dataclass(frozen=True)
+class ModelVersion(_Dict):
+    name: str
+    version: int
+    stage: str
+    aliases: tuple[str, ...]
+    source: str
+    run_id: str | None
+    model_id: str
+    description: str
+    tags: Mapping[str, str]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    user_id: str
+    storage_location: str
+    status: str = "READY"
+
+    @property
+    def current_stage(self) -> str:  # MLflow's name for the same thing
+        return self.stage
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel(_Dict):
+    name: str
+    description: str
+    tags: Mapping[str, str]
+    aliases: Mapping[str, int]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    latest_versions: tuple[ModelVersion, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryRecord(_Dict):
+    """One stage transition or alias move (or a version created or deleted); never rewritten."""
+
+    name: str
+    version: int | None
+    action: str  # "create", "stage", "alias", "delete_alias", "delete", "rename"
+    from_value: str | None
+    to_value: str | None
+    user_id: str
+    timestamp: _dt.datetime
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo(_Dict):
+    """What ``log_model`` returns."""
+
+    model_uri: str
+    run_id: str
+    artifact_path: str
+    manifest: Any
+    registered_model_version: ModelVersion | None = None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest.model_id)

@@ -1,0 +1,179 @@
+"""Engines for the store's databases, and the one-time, locked schema upgrade."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import functools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from modelpack.errors import InvalidArgument, ModelpackError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works: it only has to be the same in every process that upgrades.
+_PG_LOCK_KEY = 0x6D6F64656C7061
+
+
+def redact(url: str | sa.URL) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as it came, minus userinfo
+        text = str(url)
+        if "@" in text and "://" in text:
+            scheme, rest = text.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return text
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://...``; no connection is made yet."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise InvalidArgument(
+            f"Not a database URL: {redact(url)!r}. Use sqlite:///path/to/modelpack.db or "
+            f"postgresql://user@host:5432/db."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    raise InvalidArgument(
+        f"Unsupported store URL {redact(url)!r}: use sqlite:/// or postgresql://."
+    )
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE: writers queue on the lock
+        # (busy_timeout) instead of failing when a read transaction tries to upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def connect_error(engine: sa.Engine, exc: Exception) -> ModelpackError:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc)
+    return ModelpackError(
+        f"Cannot open the tracking store at {redact(engine.url)}: {reason}. Check that the "
+        f"database is running and the URL is right."
+    )
+
+
+@contextlib.contextmanager
+def _upgrade_guard(engine: sa.Engine, conn: sa.Connection) -> Iterator[None]:
+    """Hold a lock that every process upgrading this database takes."""
+    if engine.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        yield
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine) -> str:
+    """Bring the schema to the newest revision, under a lock; returns that revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            with _upgrade_guard(engine, conn):
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+    except sa.exc.OperationalError as exc:
+        raise connect_error(engine, exc) from None
+    return head_revision()
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """On opening a store: upgrade the schema if it is behind (the upgrade itself is locked
+    and re-checks, so concurrent first opens migrate once)."""
+    try:
+        current = current_revision(engine)
+    except sa.exc.OperationalError as exc:
+        raise connect_error(engine, exc) from None
+    if current != head_revision():
+        upgrade(engine)
+
+
+# One engine (one connection pool) per database URL for the life of the process, like a
+# logging configuration: every Client of the same store shares it, so opening a Client is
+# free and warm URI resolution takes a millisecond. dispose() releases one (tests do).
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url: str) -> sa.Engine:
+    """The shared engine for ``url``, its schema upgraded on first use."""
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = make_engine(url)
+            ensure_schema(engine)
+            _engines[url] = engine
+    return engine
+
+
+def dispose(url: str | None = None) -> None:
+    """Close the pooled connections of one store (or of all)."""
+    with _engines_lock:
+        for key in [url] if url is not None else list(_engines):
+            engine = _engines.pop(key, None)
+            if engine is not None:
+                engine.dispose()
+
+
+atexit.register(dispose)

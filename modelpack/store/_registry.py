@@ -1,0 +1,774 @@
+"""The model registry's tables: versions, stages, aliases, tags and the append-only history."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from modelpack.entities import STAGES, HistoryRecord, ModelVersion, RegisteredModel, canonical_stage
+from modelpack.entities import at_ms as _at_ms
+from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
+from modelpack.store import _validate
+from modelpack.store import schema as t
+
+MODEL_ATTRIBUTES: Mapping[str, type] = {"name": str}
+VERSION_ATTRIBUTES: Mapping[str, type] = {
+    "name": str,
+    "version_number": int,
+    "version": int,
+    "run_id": str,
+    "source": str,
+    "model_id": str,
+    "current_stage": str,
+    "stage": str,
+    "user_id": str,
+}
+_RETRIES = 50
+_REGISTRY_KINDS = ("tag", "attribute")
+
+
+def version_number(version: Any) -> int:
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(version, bool) or number < 1 or str(number) != str(version).strip():
+        raise InvalidArgument(f"A version is a positive integer, got {version!r}.")
+    return number
+
+
+def alias_name(alias: Any) -> str:
+    _validate.name(alias, "Alias")
+    if alias.lower() == "latest" or re.fullmatch(r"v?\d+", alias, re.IGNORECASE):
+        raise InvalidArgument(
+            f"Alias {alias!r} is reserved: 'latest' and version-like names (3, v3) would be "
+            f"ambiguous in models:/ URIs."
+        )
+    return str(alias)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RegistryMixin:
+    engine: sa.Engine
+
+    def _begin(self) -> Any: ...
+
+    def _connect(self) -> Any: ...
+
+    # ------------------------------------------------------------------ rows to entities
+
+    def _rm_row(self, conn: sa.Connection, name: str) -> Any:
+        _validate.name(name, "Registered model name")
+        row = conn.execute(
+            sa.select(t.registered_models).where(t.registered_models.c.name == name)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"Registered model {name!r} does not exist.")
+        return row
+
+    def _versions(
+        self, conn: sa.Connection, rows: Sequence[Any], names: Mapping[str, str]
+    ) -> list[ModelVersion]:
+        if not rows:
+            return []
+        keys = {(r.model, r.version) for r in rows}
+        models = list({r.model for r in rows})
+        tags: dict[tuple[str, int], dict[str, str]] = {k: {} for k in keys}
+        for r in conn.execute(
+            sa.select(t.model_version_tags).where(t.model_version_tags.c.model.in_(models))
+        ):
+            if (r.model, r.version) in tags:
+                tags[(r.model, r.version)][r.key] = r.value
+        aliases: dict[tuple[str, int], list[str]] = {k: [] for k in keys}
+        for r in conn.execute(
+            sa.select(t.aliases).where(t.aliases.c.model.in_(models)).order_by(t.aliases.c.alias)
+        ):
+            if (r.model, r.version) in aliases:
+                aliases[(r.model, r.version)].append(r.alias)
+        return [
+            ModelVersion(
+                name=names[r.model],
+                version=r.version,
+                stage=r.stage,
+                aliases=tuple(aliases[(r.model, r.version)]),
+                source=r.source,
+                run_id=r.run_id,
+                model_id=r.model_id,
+                description=r.description,
+                tags=tags[(r.model, r.version)],
+                created_at=_at_ms(r.creation_time),
+                updated_at=_at_ms(r.last_updated_time),
+                user_id=r.user_id,
+                storage_location=r.storage_location,
+                status=r.status,
+            )
+            for r in rows
+        ]
+
+    def _version_row(self, conn: sa.Connection, rm: Any, version: Any) -> Any:
+        number = version_number(version)
+        row = conn.execute(
+            sa.select(t.model_versions).where(
+                t.model_versions.c.model == rm.id, t.model_versions.c.version == number
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"Registered model {rm.name!r} has no version {number}. "
+                f"{self._describe_versions(conn, rm)}"
+            )
+        return row
+
+    def _describe_versions(self, conn: sa.Connection, rm: Any) -> str:
+        rows = conn.execute(
+            sa.select(t.model_versions.c.version, t.model_versions.c.stage)
+            .where(t.model_versions.c.model == rm.id)
+            .order_by(t.model_versions.c.version)
+        ).all()
+        if not rows:
+            return "It has no versions."
+        return "Versions: " + ", ".join(f"{v} ({s})" for v, s in rows) + "."
+
+    def _registered_model(self, conn: sa.Connection, row: Any) -> RegisteredModel:
+        tags = dict(
+            conn.execute(
+                sa.select(t.registered_model_tags.c.key, t.registered_model_tags.c.value).where(
+                    t.registered_model_tags.c.model == row.id
+                )
+            ).all()
+        )
+        aliases = dict(
+            conn.execute(
+                sa.select(t.aliases.c.alias, t.aliases.c.version).where(t.aliases.c.model == row.id)
+            ).all()
+        )
+        latest = self._latest_rows(conn, row, None)
+        return RegisteredModel(
+            name=row.name,
+            description=row.description,
+            tags=tags,
+            aliases=aliases,
+            created_at=_at_ms(row.creation_time),
+            updated_at=_at_ms(row.last_updated_time),
+            latest_versions=tuple(self._versions(conn, latest, {row.id: row.name})),
+        )
+
+    def _history(
+        self,
+        conn: sa.Connection,
+        rm: Any,
+        version: int | None,
+        action: str,
+        before: str | None,
+        after: str | None,
+        user_id: str,
+        comment: str | None = None,
+    ) -> None:
+        conn.execute(
+            t.model_history.insert().values(
+                model=rm.id,
+                name=rm.name,
+                version=version,
+                action=action,
+                from_value=before,
+                to_value=after,
+                user_id=user_id,
+                timestamp=now_ms(),
+                comment=comment,
+            )
+        )
+
+    def _touch(self, conn: sa.Connection, rm: Any, version: int | None = None) -> None:
+        stamp = now_ms()
+        conn.execute(
+            t.registered_models.update()
+            .where(t.registered_models.c.id == rm.id)
+            .values(last_updated_time=stamp)
+        )
+        if version is not None:
+            conn.execute(
+                t.model_versions.update()
+                .where(t.model_versions.c.model == rm.id, t.model_versions.c.version == version)
+                .values(last_updated_time=stamp)
+            )
+
+    # ------------------------------------------------------------------ registered models
+
+    def _insert_model(
+        self,
+        conn: sa.Connection,
+        name: str,
+        description: str | None,
+        tags: Mapping[str, Any] | None,
+    ) -> Any:
+        _validate.name(name, "Registered model name")
+        stamp = now_ms()
+        model_id = uuid.uuid4().hex
+        conn.execute(
+            t.registered_models.insert().values(
+                id=model_id,
+                name=name,
+                description=_validate.text(description or "", "Description"),
+                creation_time=stamp,
+                last_updated_time=stamp,
+            )
+        )
+        for key, value in (tags or {}).items():
+            conn.execute(
+                t.registered_model_tags.insert().values(
+                    model=model_id,
+                    key=_validate.name(key, "Tag key"),
+                    value=_validate.text(value, f"Tag {key!r}"),
+                )
+            )
+        return self._rm_row(conn, name)
+
+    def create_registered_model(
+        self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
+    ) -> RegisteredModel:
+        try:
+            with self._begin() as conn:
+                row = self._insert_model(conn, name, description, tags)
+                return self._registered_model(conn, row)
+        except sa.exc.IntegrityError:
+            raise AlreadyExists(f"Registered model {name!r} already exists.") from None
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        with self._connect() as conn:
+            return self._registered_model(conn, self._rm_row(conn, name))
+
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[RegisteredModel], str | None]:
+        from modelpack.store._filter import parse_filter
+        from modelpack.store._search import compile_node, parse_order
+        from modelpack.store.sql import decode_token, encode_token
+
+        rm = t.registered_models
+        query = sa.select(rm)
+        node = parse_filter(filter_string or "", attributes=MODEL_ATTRIBUTES, kinds=_REGISTRY_KINDS)
+        if node is not None:
+            tag = t.registered_model_tags
+            query = query.where(
+                compile_node(
+                    node,
+                    {"name": rm.c.name},
+                    lambda kind: self._kv(kind, tag, tag.c.model == rm.c.id),
+                )
+            )
+        clauses = []
+        for item in order_by or ():
+            _, key, ascending = parse_order(
+                item, {"name": str, "creation_time": int, "last_updated_time": int}
+            )
+            clauses.append(rm.c[key].asc() if ascending else rm.c[key].desc())
+        offset = decode_token(page_token)
+        with self._connect() as conn:
+            rows = conn.execute(
+                query.order_by(*clauses, rm.c.name).limit(max_results + 1).offset(offset)
+            ).all()
+            models = [self._registered_model(conn, r) for r in rows[:max_results]]
+        return models, encode_token(offset + max_results) if len(rows) > max_results else None
+
+    @staticmethod
+    def _kv(kind: str, table: Any, joined: Any) -> tuple[Any, Any]:
+        if kind != "tag":
+            raise InvalidArgument(f"Registry searches filter on attributes and tags, not {kind}s.")
+        return table, joined
+
+    def update_registered_model(self, name: str, description: str) -> RegisteredModel:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            conn.execute(
+                t.registered_models.update()
+                .where(t.registered_models.c.id == rm.id)
+                .values(
+                    description=_validate.text(description, "Description"),
+                    last_updated_time=now_ms(),
+                )
+            )
+            return self._registered_model(conn, self._rm_row(conn, name))
+
+    def rename_registered_model(self, name: str, new_name: str, user_id: str) -> RegisteredModel:
+        _validate.name(new_name, "New registered model name")
+        try:
+            with self._begin() as conn:
+                rm = self._rm_row(conn, name)
+                conn.execute(
+                    t.registered_models.update()
+                    .where(t.registered_models.c.id == rm.id)
+                    .values(name=new_name, last_updated_time=now_ms())
+                )
+                renamed = self._rm_row(conn, new_name)
+                self._history(conn, renamed, None, "rename", name, new_name, user_id)
+                return self._registered_model(conn, renamed)
+        except sa.exc.IntegrityError:
+            raise AlreadyExists(f"Registered model {new_name!r} already exists.") from None
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            tag = t.registered_model_tags
+            conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
+            conn.execute(
+                tag.insert().values(
+                    model=rm.id,
+                    key=_validate.name(key, "Tag key"),
+                    value=_validate.text(value, f"Tag {key!r}"),
+                )
+            )
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            tag = t.registered_model_tags
+            conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
+
+    def delete_registered_model(self, name: str, user_id: str, force: bool = False) -> list[str]:
+        """Delete the model and its versions; returns their storage locations to clean up."""
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            rows = conn.execute(
+                sa.select(t.model_versions).where(t.model_versions.c.model == rm.id)
+            ).all()
+            if not force:
+                for row in rows:
+                    self._check_deletable(conn, rm, row)
+            for row in rows:
+                self._history(conn, rm, row.version, "delete", row.stage, None, user_id)
+            self._history(conn, rm, None, "delete", name, None, user_id)
+            for table in (
+                t.model_version_tags,
+                t.aliases,
+                t.model_versions,
+                t.registered_model_tags,
+            ):
+                conn.execute(table.delete().where(table.c.model == rm.id))
+            conn.execute(t.registered_models.delete().where(t.registered_models.c.id == rm.id))
+            return [row.storage_location for row in rows]
+
+    # ------------------------------------------------------------------ versions
+
+    def create_model_version(
+        self,
+        name: str,
+        *,
+        source: str,
+        run_id: str | None,
+        model_id: str,
+        manifest_sha256: str,
+        storage_location: str,
+        user_id: str,
+        tags: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Allocate the next version number inside the transaction; retry on a race."""
+        _validate.name(name, "Registered model name")
+        tags = {
+            _validate.name(k, "Tag key"): _validate.text(v, f"Tag {k!r}")
+            for k, v in (tags or {}).items()
+        }
+        description = _validate.text(description or "", "Description")
+        for attempt in range(_RETRIES):
+            try:
+                with self._begin() as conn:
+                    rm = conn.execute(
+                        sa.select(t.registered_models).where(t.registered_models.c.name == name)
+                    ).one_or_none()
+                    if rm is None:
+                        rm = self._insert_model(conn, name, None, None)
+                    # The history remembers deleted versions too: numbers are never reused,
+                    # so models:/Name/3 can never come to mean a different package.
+                    version = 1 + max(
+                        conn.execute(
+                            sa.select(sa.func.max(t.model_history.c.version)).where(
+                                t.model_history.c.model == rm.id
+                            )
+                        ).scalar()
+                        or 0,
+                        conn.execute(
+                            sa.select(sa.func.max(t.model_versions.c.version)).where(
+                                t.model_versions.c.model == rm.id
+                            )
+                        ).scalar()
+                        or 0,
+                    )
+                    stamp = now_ms()
+                    conn.execute(
+                        t.model_versions.insert().values(
+                            model=rm.id,
+                            version=version,
+                            stage="None",
+                            source=source,
+                            run_id=run_id,
+                            model_id=model_id,
+                            manifest_sha256=manifest_sha256,
+                            storage_location=storage_location,
+                            description=description,
+                            user_id=user_id,
+                            status="READY",
+                            creation_time=stamp,
+                            last_updated_time=stamp,
+                        )
+                    )
+                    for key, value in tags.items():
+                        conn.execute(
+                            t.model_version_tags.insert().values(
+                                model=rm.id, version=version, key=key, value=value
+                            )
+                        )
+                    self._history(conn, rm, version, "create", None, "None", user_id)
+                    self._touch(conn, rm)
+                    row = self._version_row(conn, rm, version)
+                    return self._versions(conn, [row], {rm.id: rm.name})[0]
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                # A concurrent registration took this number (or the database reported a
+                # serialization failure): roll back, wait a little, and count again.
+                if attempt == _RETRIES - 1:
+                    raise InvalidArgument(
+                        f"Could not allocate a version of {name!r} after {_RETRIES} attempts: "
+                        f"{type(exc).__name__}."
+                    ) from exc
+                time.sleep(random.uniform(0.005, 0.05) * (1 + attempt / 5))
+        raise AssertionError("unreachable")
+
+    def get_model_version(self, name: str, version: Any) -> ModelVersion:
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            return self._versions(conn, [self._version_row(conn, rm, version)], {rm.id: rm.name})[0]
+
+    def get_model_version_manifest_sha(self, name: str, version: Any) -> str:
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            return str(self._version_row(conn, rm, version).manifest_sha256)
+
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[ModelVersion], str | None]:
+        from modelpack.store._filter import parse_filter
+        from modelpack.store._search import compile_node, parse_order
+        from modelpack.store.sql import decode_token, encode_token
+
+        mv, rm = t.model_versions, t.registered_models
+        query = sa.select(mv, rm.c.name).join(rm, rm.c.id == mv.c.model)
+        node = parse_filter(
+            filter_string or "", attributes=VERSION_ATTRIBUTES, kinds=_REGISTRY_KINDS
+        )
+        columns = {
+            "name": rm.c.name,
+            "version_number": mv.c.version,
+            "version": mv.c.version,
+            "run_id": mv.c.run_id,
+            "source": mv.c.source,
+            "model_id": mv.c.model_id,
+            "current_stage": mv.c.stage,
+            "stage": mv.c.stage,
+            "user_id": mv.c.user_id,
+        }
+        if node is not None:
+            tag = t.model_version_tags
+            joined = sa.and_(tag.c.model == mv.c.model, tag.c.version == mv.c.version)
+            query = query.where(
+                compile_node(node, columns, lambda kind: self._kv(kind, tag, joined))
+            )
+        clauses = []
+        for item in order_by or ():
+            _, key, ascending = parse_order(item, {**VERSION_ATTRIBUTES, "creation_time": int})
+            column = columns.get(key, mv.c.creation_time)
+            clauses.append(column.asc() if ascending else column.desc())
+        offset = decode_token(page_token)
+        with self._connect() as conn:
+            rows = conn.execute(
+                query.order_by(*clauses, rm.c.name, mv.c.version.desc())
+                .limit(max_results + 1)
+                .offset(offset)
+            ).all()
+            page = rows[:max_results]
+            versions = self._versions(conn, page, {r.model: r.name for r in page})
+        return versions, encode_token(offset + max_results) if len(rows) > max_results else None
+
+    def _latest_rows(self, conn: sa.Connection, rm: Any, stages: Sequence[str] | None) -> list:
+        mv = t.model_versions
+        wanted = [canonical_stage(s) for s in stages] if stages else list(STAGES)
+        rows = []
+        for stage in wanted:
+            row = conn.execute(
+                sa.select(mv)
+                .where(mv.c.model == rm.id, mv.c.stage == stage)
+                .order_by(mv.c.version.desc())
+                .limit(1)
+            ).one_or_none()
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def get_latest_versions(
+        self, name: str, stages: Sequence[str] | None = None
+    ) -> list[ModelVersion]:
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            return self._versions(conn, self._latest_rows(conn, rm, stages), {rm.id: rm.name})
+
+    def get_version_in_stage(self, name: str, stage: str) -> ModelVersion:
+        stage = canonical_stage(stage)
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            rows = self._latest_rows(conn, rm, [stage])
+            if not rows:
+                raise NotFound(
+                    f"Registered model {name!r} has no version in stage {stage!r}. "
+                    f"{self._describe_versions(conn, rm)}"
+                )
+            return self._versions(conn, rows, {rm.id: rm.name})[0]
+
+    def get_newest_version(self, name: str) -> ModelVersion:
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            row = conn.execute(
+                sa.select(t.model_versions)
+                .where(t.model_versions.c.model == rm.id)
+                .order_by(t.model_versions.c.version.desc())
+                .limit(1)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"Registered model {name!r} has no versions.")
+            return self._versions(conn, [row], {rm.id: rm.name})[0]
+
+    def update_model_version(self, name: str, version: Any, description: str) -> ModelVersion:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            conn.execute(
+                t.model_versions.update()
+                .where(t.model_versions.c.model == rm.id, t.model_versions.c.version == row.version)
+                .values(description=_validate.text(description, "Description"))
+            )
+            self._touch(conn, rm, row.version)
+        return self.get_model_version(name, version)
+
+    def set_model_version_tag(self, name: str, version: Any, key: str, value: Any) -> None:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            tag = t.model_version_tags
+            where = (tag.c.model == rm.id, tag.c.version == row.version, tag.c.key == key)
+            conn.execute(tag.delete().where(*where))
+            conn.execute(
+                tag.insert().values(
+                    model=rm.id,
+                    version=row.version,
+                    key=_validate.name(key, "Tag key"),
+                    value=_validate.text(value, f"Tag {key!r}"),
+                )
+            )
+
+    def delete_model_version_tag(self, name: str, version: Any, key: str) -> None:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            tag = t.model_version_tags
+            conn.execute(
+                tag.delete().where(
+                    tag.c.model == rm.id, tag.c.version == row.version, tag.c.key == key
+                )
+            )
+
+    def transition_model_version_stage(
+        self,
+        name: str,
+        version: Any,
+        stage: str,
+        *,
+        archive_existing_versions: bool = False,
+        comment: str | None = None,
+        user_id: str,
+    ) -> ModelVersion:
+        stage = canonical_stage(stage)
+        mv = t.model_versions
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            if archive_existing_versions and stage in ("Staging", "Production"):
+                others = conn.execute(
+                    sa.select(mv).where(
+                        mv.c.model == rm.id, mv.c.stage == stage, mv.c.version != row.version
+                    )
+                ).all()
+                for other in others:
+                    conn.execute(
+                        mv.update()
+                        .where(mv.c.model == rm.id, mv.c.version == other.version)
+                        .values(stage="Archived", last_updated_time=now_ms())
+                    )
+                    self._history(
+                        conn,
+                        rm,
+                        other.version,
+                        "stage",
+                        stage,
+                        "Archived",
+                        user_id,
+                        f"archived: version {row.version} moved to {stage}",
+                    )
+            conn.execute(
+                mv.update()
+                .where(mv.c.model == rm.id, mv.c.version == row.version)
+                .values(stage=stage)
+            )
+            self._history(conn, rm, row.version, "stage", row.stage, stage, user_id, comment)
+            self._touch(conn, rm, row.version)
+        return self.get_model_version(name, row.version)
+
+    def set_registered_model_alias(
+        self, name: str, alias: str, version: Any, user_id: str, comment: str | None = None
+    ) -> None:
+        alias = alias_name(alias)
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            old = conn.execute(
+                sa.select(t.aliases.c.version).where(
+                    t.aliases.c.model == rm.id, t.aliases.c.alias == alias
+                )
+            ).scalar()
+            if old == row.version:
+                return
+            conn.execute(
+                t.aliases.delete().where(t.aliases.c.model == rm.id, t.aliases.c.alias == alias)
+            )
+            conn.execute(t.aliases.insert().values(model=rm.id, alias=alias, version=row.version))
+            self._history(
+                conn,
+                rm,
+                row.version,
+                "alias",
+                None if old is None else f"{alias}@{old}",
+                f"{alias}@{row.version}",
+                user_id,
+                comment,
+            )
+            self._touch(conn, rm)
+
+    def delete_registered_model_alias(self, name: str, alias: str, user_id: str) -> None:
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            old = conn.execute(
+                sa.select(t.aliases.c.version).where(
+                    t.aliases.c.model == rm.id, t.aliases.c.alias == alias
+                )
+            ).scalar()
+            if old is None:
+                raise NotFound(f"Registered model {name!r} has no alias {alias!r}.")
+            conn.execute(
+                t.aliases.delete().where(t.aliases.c.model == rm.id, t.aliases.c.alias == alias)
+            )
+            self._history(conn, rm, old, "delete_alias", f"{alias}@{old}", None, user_id)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        with self._connect() as conn:
+            rm = self._rm_row(conn, name)
+            version = conn.execute(
+                sa.select(t.aliases.c.version).where(
+                    t.aliases.c.model == rm.id, t.aliases.c.alias == alias
+                )
+            ).scalar()
+            if version is None:
+                known = conn.execute(
+                    sa.select(t.aliases.c.alias, t.aliases.c.version).where(
+                        t.aliases.c.model == rm.id
+                    )
+                ).all()
+                listed = ", ".join(f"{a} -> {v}" for a, v in known) or "none"
+                raise NotFound(
+                    f"Registered model {name!r} has no alias {alias!r}. Aliases: {listed}."
+                )
+            row = self._version_row(conn, rm, version)
+            return self._versions(conn, [row], {rm.id: rm.name})[0]
+
+    def _check_deletable(self, conn: sa.Connection, rm: Any, row: Any) -> None:
+        held = (
+            conn.execute(
+                sa.select(t.aliases.c.alias).where(
+                    t.aliases.c.model == rm.id, t.aliases.c.version == row.version
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if row.stage == "Production" or held:
+            reasons = (["it is in stage 'Production'"] if row.stage == "Production" else []) + [
+                f"alias {a!r} points at it" for a in held
+            ]
+            raise InvalidArgument(
+                f"Refusing to delete version {row.version} of {rm.name!r}: "
+                f"{' and '.join(reasons)}. Move the stage or alias first, or pass force=True."
+            )
+
+    def delete_model_version(
+        self, name: str, version: Any, user_id: str, force: bool = False
+    ) -> str:
+        """Delete one version; returns its storage location for the caller to clean up."""
+        with self._begin() as conn:
+            rm = self._rm_row(conn, name)
+            row = self._version_row(conn, rm, version)
+            if not force:
+                self._check_deletable(conn, rm, row)
+            where = (
+                t.model_version_tags.c.model == rm.id,
+                t.model_version_tags.c.version == row.version,
+            )
+            conn.execute(t.model_version_tags.delete().where(*where))
+            conn.execute(
+                t.aliases.delete().where(
+                    t.aliases.c.model == rm.id, t.aliases.c.version == row.version
+                )
+            )
+            conn.execute(
+                t.model_versions.delete().where(
+                    t.model_versions.c.model == rm.id, t.model_versions.c.version == row.version
+                )
+            )
+            self._history(conn, rm, row.version, "delete", row.stage, None, user_id)
+            self._touch(conn, rm)
+            return str(row.storage_location)
+
+    def get_model_history(self, name: str) -> list[HistoryRecord]:
+        with self._connect() as conn:
+            h = t.model_history
+            rm = conn.execute(
+                sa.select(t.registered_models).where(t.registered_models.c.name == name)
+            ).one_or_none()
+            where = h.c.model == rm.id if rm is not None else h.c.name == name
+            rows = conn.execute(sa.select(h).where(where).order_by(h.c.id)).all()
+        if not rows:
+            raise NotFound(f"Registered model {name!r} does not exist and has no history.")
+        return [
+            HistoryRecord(
+                name=r.name,
+                version=r.version,
+                action=r.action,
+                from_value=r.from_value,
+                to_value=r.to_value,
+                user_id=r.user_id,
+                timestamp=_at_ms(r.timestamp),
+                comment=r.comment,
+            )
+            for r in rows
+        ]

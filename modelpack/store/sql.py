@@ -1,0 +1,502 @@
+"""The SQL store: experiments and runs here, the model registry in ``_registry.py``.
+
+Every write is one transaction. Constructors do no I/O: ``SqlStore(engine, artifact_root)``
+holds the engine; ``SqlStore.open(url, artifact_root)`` builds one and upgrades the schema if
+it is behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from modelpack.entities import (
+    Experiment,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    at_ms,
+    from_ms,
+)
+from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
+from modelpack.store import _engine, _validate
+from modelpack.store import schema as t
+from modelpack.store._registry import RegistryMixin
+
+__all__ = ["SqlStore", "ViewType"]
+
+DEFAULT_EXPERIMENT = "Default"
+ACTIVE, DELETED = "active", "deleted"
+
+
+def _metric_sql(q: str) -> tuple[str, str]:
+    columns = f"(run_id, key, value, timestamp, step) VALUES ({q}, {q}, {q}, {q}, {q})"
+    return (
+        f"INSERT INTO metrics {columns}",
+        f"INSERT INTO latest_metrics {columns} ON CONFLICT (run_id, key) DO UPDATE SET "
+        "value = excluded.value, timestamp = excluded.timestamp, step = excluded.step "
+        "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
+        "AND excluded.timestamp >= latest_metrics.timestamp)",
+    )
+
+
+# Keyed by "the driver takes ? placeholders" (SQLite) rather than %s (psycopg).
+_METRIC_SQL = {True: _metric_sql("?"), False: _metric_sql("%s")}
+_RUN_STATE = {
+    q == "?": f"SELECT status, lifecycle_stage FROM runs WHERE run_id = {q}" for q in ("?", "%s")
+}
+
+
+class ViewType:
+    ACTIVE_ONLY = "ACTIVE_ONLY"
+    DELETED_ONLY = "DELETED_ONLY"
+    ALL = "ALL"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise InvalidArgument(f"Invalid page_token {token!r}: pass the token a search returned.")
+
+
+class SqlStore(RegistryMixin):
+    """Experiments, runs and registered models in one SQL database."""
+
+    def __init__(self, engine: sa.Engine, artifact_root: str) -> None:
+        self.engine = engine
+        self.artifact_root = artifact_root.rstrip("/")
+
+    @classmethod
+    def open(cls, url: str, artifact_root: str) -> SqlStore:
+        """The store at ``url`` on the process's shared engine, its schema upgraded if behind."""
+        return cls(_engine.engine_for(url), artifact_root)
+
+    @property
+    def url(self) -> str:
+        return _engine.redact(self.engine.url)
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _connect(self) -> Any:
+        return self.engine.connect()
+
+    # ------------------------------------------------------------------ experiments
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        _validate.name(name, "Experiment name")
+        experiment_id = uuid.uuid4().hex
+        location = artifact_location or f"{self.artifact_root}/{experiment_id}"
+        stamp = now_ms()
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    t.experiments.insert().values(
+                        experiment_id=experiment_id,
+                        name=name,
+                        artifact_location=location,
+                        lifecycle_stage=ACTIVE,
+                        creation_time=stamp,
+                        last_update_time=stamp,
+                    )
+                )
+                for key, value in (tags or {}).items():
+                    conn.execute(
+                        t.experiment_tags.insert().values(
+                            experiment_id=experiment_id,
+                            key=_validate.name(key, "Tag key"),
+                            value=_validate.text(value, f"Tag {key!r}"),
+                        )
+                    )
+        except sa.exc.IntegrityError:
+            raise AlreadyExists(f"Experiment {name!r} already exists.") from None
+        return experiment_id
+
+    def _experiment(self, conn: sa.Connection, row: Any) -> Experiment:
+        tag_rows = conn.execute(
+            sa.select(t.experiment_tags.c.key, t.experiment_tags.c.value).where(
+                t.experiment_tags.c.experiment_id == row.experiment_id
+            )
+        )
+        return Experiment(
+            experiment_id=row.experiment_id,
+            name=row.name,
+            artifact_location=row.artifact_location,
+            lifecycle_stage=row.lifecycle_stage,
+            creation_time=at_ms(row.creation_time),
+            tags=dict(tag_rows.all()),
+        )
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        with self._connect() as conn:
+            row = conn.execute(
+                sa.select(t.experiments).where(t.experiments.c.experiment_id == experiment_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"No experiment with id {experiment_id!r}.")
+            return self._experiment(conn, row)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                sa.select(t.experiments).where(t.experiments.c.name == name)
+            ).one_or_none()
+            return None if row is None else self._experiment(conn, row)
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        found = self.get_experiment_by_name(name)
+        if found is not None:
+            return found
+        try:
+            return self.get_experiment(self.create_experiment(name))
+        except AlreadyExists:  # another process created it first
+            found = self.get_experiment_by_name(name)
+            assert found is not None
+            return found
+
+    def search_experiments(self) -> list[Experiment]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(t.experiments)
+                .where(t.experiments.c.lifecycle_stage == ACTIVE)
+                .order_by(t.experiments.c.creation_time)
+            ).all()
+            return [self._experiment(conn, row) for row in rows]
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        run_name: str | None,
+        user_id: str,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        run_id = uuid.uuid4().hex
+        name = _validate.name(run_name, "Run name") if run_name else f"run-{run_id[:8]}"
+        experiment = self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != ACTIVE:
+            raise InvalidArgument(f"Experiment {experiment.name!r} is deleted; restore it first.")
+        with self._begin() as conn:
+            conn.execute(
+                t.runs.insert().values(
+                    run_id=run_id,
+                    experiment_id=experiment_id,
+                    run_name=name,
+                    user_id=user_id,
+                    status=RunStatus.RUNNING,
+                    start_time=now_ms(),
+                    end_time=None,
+                    lifecycle_stage=ACTIVE,
+                    artifact_uri=f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts",
+                    parent_run_id=parent_run_id,
+                )
+            )
+            self._write_tags(conn, run_id, tags or {})
+        return self.get_run(run_id)
+
+    def _run_row(self, conn: sa.Connection, run_id: str) -> Any:
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidArgument(f"run_id must be a non-empty string, got {run_id!r}.")
+        row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"No run with id {run_id!r}.")
+        return row
+
+    def get_run(self, run_id: str) -> Run:
+        with self._connect() as conn:
+            row = self._run_row(conn, run_id)
+            return self._runs(conn, [row])[0]
+
+    def _runs(self, conn: sa.Connection, rows: Sequence[Any]) -> list[Run]:
+        ids = [r.run_id for r in rows]
+        data: dict[str, dict[str, dict[str, Any]]] = {
+            i: {"params": {}, "metrics": {}, "tags": {}} for i in ids
+        }
+        if ids:
+            for table, kind in (
+                (t.params, "params"),
+                (t.tags, "tags"),
+                (t.latest_metrics, "metrics"),
+            ):
+                query = sa.select(table.c.run_id, table.c.key, table.c.value).where(
+                    table.c.run_id.in_(ids)
+                )
+                for run_id, key, value in conn.execute(query):
+                    data[run_id][kind][key] = float("nan") if value is None else value
+        return [
+            Run(
+                info=RunInfo(
+                    run_id=r.run_id,
+                    experiment_id=r.experiment_id,
+                    run_name=r.run_name,
+                    user_id=r.user_id,
+                    status=r.status,
+                    start_time=at_ms(r.start_time),
+                    end_time=from_ms(r.end_time),
+                    artifact_uri=r.artifact_uri,
+                    lifecycle_stage=r.lifecycle_stage,
+                    parent_run_id=r.parent_run_id,
+                ),
+                data=RunData(**data[r.run_id]),
+            )
+            for r in rows
+        ]
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {}
+        if status is not None:
+            if status not in (
+                RunStatus.RUNNING,
+                RunStatus.SCHEDULED,
+                RunStatus.FINISHED,
+                RunStatus.FAILED,
+                RunStatus.KILLED,
+            ):
+                raise InvalidArgument(f"Unknown run status {status!r}.")
+            values["status"] = status
+        if end_time is not None:
+            values["end_time"] = end_time
+        if run_name is not None:
+            values["run_name"] = _validate.name(run_name, "Run name")
+        with self._begin() as conn:
+            self._run_row(conn, run_id)
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+
+    def set_run_lifecycle(self, run_id: str, stage: str) -> None:
+        with self._begin() as conn:
+            self._run_row(conn, run_id)
+            conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id).values(lifecycle_stage=stage)
+            )
+
+    def _writable_run(self, conn: sa.Connection, run_id: str) -> Any:
+        row = conn.exec_driver_sql(
+            _RUN_STATE[conn.dialect.paramstyle == "qmark"], (run_id,)
+        ).first()
+        if row is None:
+            return self._run_row(conn, run_id)  # raises NotFound with the usual message
+        if row.lifecycle_stage != ACTIVE:
+            raise InvalidArgument(f"Run {run_id!r} is deleted; restore it before logging to it.")
+        if row.status != RunStatus.RUNNING:
+            raise InvalidArgument(
+                f"Run {run_id!r} has ended ({row.status}); start a new run to log more."
+            )
+        return row
+
+    def _write_tags(self, conn: sa.Connection, run_id: str, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            _validate.name(key, "Tag key")
+            value = _validate.text(value, f"Tag {key!r}")
+            updated = conn.execute(
+                t.tags.update()
+                .where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+                .values(value=value)
+            ).rowcount
+            if not updated:
+                conn.execute(t.tags.insert().values(run_id=run_id, key=key, value=value))
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Iterable[Metric] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log metrics, params and tags to a running run, all in one transaction."""
+        params = {
+            _validate.name(k, "Param key"): _validate.text(v, f"Param {k!r}")
+            for k, v in (params or {}).items()
+        }
+        points = list(metrics)
+        for m in points:
+            _validate.name(m.key, "Metric key")
+        if points and not params and not tags:
+            self._log_metrics_only(run_id, points)
+            return
+        with self._begin() as conn:
+            self._writable_run(conn, run_id)
+            if params:
+                existing = dict(
+                    conn.execute(
+                        sa.select(t.params.c.key, t.params.c.value).where(
+                            t.params.c.run_id == run_id, t.params.c.key.in_(list(params))
+                        )
+                    ).all()
+                )
+                for key, value in params.items():
+                    if key in existing and existing[key] != value:
+                        raise InvalidArgument(
+                            f"Param {key!r} was already logged as {existing[key]!r}; it cannot "
+                            f"change to {value!r}. Params are immutable: use a new key or a "
+                            f"new run."
+                        )
+                new = [
+                    {"run_id": run_id, "key": k, "value": v}
+                    for k, v in params.items()
+                    if k not in existing
+                ]
+                if new:
+                    conn.execute(t.params.insert(), new)
+            if tags:
+                self._write_tags(conn, run_id, tags)
+            if points:
+                self._write_metrics(conn, run_id, points)
+
+    def _log_metrics_only(self, run_id: str, points: list[Metric]) -> None:
+        """``log_batch`` of metrics alone, on the driver's connection: a training loop calls this
+        thousands of times, and SQLAlchemy's per-statement machinery would triple its cost."""
+        raw = self.engine.raw_connection()
+        qmark = self.engine.dialect.paramstyle == "qmark"
+        rows = [
+            (run_id, m.key, None if m.value != m.value else m.value, m.timestamp, m.step)
+            for m in points
+        ]
+        try:
+            cursor = raw.cursor()
+            if qmark:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(_RUN_STATE[qmark], (run_id,))
+            state = cursor.fetchone()
+            if state is None or state[0] != RunStatus.RUNNING or state[1] != ACTIVE:
+                raw.rollback()
+                with self._connect() as conn:
+                    self._writable_run(conn, run_id)  # raises the error that explains why
+            insert, upsert = _METRIC_SQL[qmark]
+            if len(rows) == 1:
+                cursor.execute(insert, rows[0])
+                cursor.execute(upsert, rows[0])
+            else:
+                cursor.executemany(insert, rows)
+                cursor.executemany(upsert, rows)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    def _write_metrics(self, conn: sa.Connection, run_id: str, points: list[Metric]) -> None:
+        # The hot path of metric logging: plain SQL, no statement compilation. The upsert
+        # keeps latest_metrics at the highest (step, timestamp) in the same transaction.
+        sql = _METRIC_SQL[conn.dialect.paramstyle == "qmark"]
+        rows = [
+            (run_id, m.key, None if m.value != m.value else m.value, m.timestamp, m.step)
+            for m in points
+        ]
+        conn.exec_driver_sql(sql[0], rows if len(rows) > 1 else rows[0])
+        conn.exec_driver_sql(sql[1], rows if len(rows) > 1 else rows[0])
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self._connect() as conn:
+            self._run_row(conn, run_id)
+            rows = conn.execute(
+                sa.select(
+                    t.metrics.c.key, t.metrics.c.value, t.metrics.c.timestamp, t.metrics.c.step
+                )
+                .where(t.metrics.c.run_id == run_id, t.metrics.c.key == key)
+                .order_by(t.metrics.c.step, t.metrics.c.timestamp, t.metrics.c.id)
+            ).all()
+        return [Metric(k, float("nan") if v is None else v, ts, s) for k, v, ts, s in rows]
+
+    def record_logged_model(
+        self, run_id: str, artifact_path: str, model_id: str, manifest_sha256: str, flavor: str
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                t.logged_models.delete().where(
+                    t.logged_models.c.run_id == run_id,
+                    t.logged_models.c.artifact_path == artifact_path,
+                )
+            )
+            conn.execute(
+                t.logged_models.insert().values(
+                    run_id=run_id,
+                    artifact_path=artifact_path,
+                    model_id=model_id,
+                    manifest_sha256=manifest_sha256,
+                    flavor=flavor,
+                    creation_time=now_ms(),
+                )
+            )
+
+    def get_logged_model(self, run_id: str, artifact_path: str) -> Any:
+        with self._connect() as conn:
+            return conn.execute(
+                sa.select(t.logged_models).where(
+                    t.logged_models.c.run_id == run_id,
+                    t.logged_models.c.artifact_path == artifact_path,
+                )
+            ).one_or_none()
+
+    # ------------------------------------------------------------------ search
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        run_view_type: str = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[Run], str | None]:
+        from modelpack.store import _search
+
+        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
+            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
+        offset = decode_token(page_token)
+        query = sa.select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
+        if run_view_type == ViewType.ACTIVE_ONLY:
+            query = query.where(t.runs.c.lifecycle_stage == ACTIVE)
+        elif run_view_type == ViewType.DELETED_ONLY:
+            query = query.where(t.runs.c.lifecycle_stage == DELETED)
+        elif run_view_type != ViewType.ALL:
+            raise InvalidArgument(
+                f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {run_view_type!r}."
+            )
+        condition = _search.run_condition(filter_string)
+        if condition is not None:
+            query = query.where(condition)
+        query = _search.order_runs(query, order_by)
+        with self._connect() as conn:
+            rows = conn.execute(query.limit(max_results + 1).offset(offset)).all()
+            runs = self._runs(conn, rows[:max_results])
+        token = encode_token(offset + max_results) if len(rows) > max_results else None
+        return runs, token
