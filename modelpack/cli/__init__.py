@@ -14,7 +14,7 @@ from modelpack.errors import ModelpackError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from modelpack.cli import package
+    from modelpack.cli import db, models, package, runs
 
     parser = argparse.ArgumentParser(
         prog="modelpack",
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelpack {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     package.add_parsers(commands)
+    runs.add_parsers(commands)
+    models.add_parsers(commands)
+    db.add_parsers(commands)
     return parser
 
 

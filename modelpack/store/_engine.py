@@ -130,7 +130,7 @@ def upgrade(engine: sa.Engine) -> str:
             with _upgrade_guard(engine, conn):
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise connect_error(engine, exc) from None
     return head_revision()
 
@@ -140,7 +140,7 @@ def ensure_schema(engine: sa.Engine) -> None:
     and re-checks, so concurrent first opens migrate once)."""
     try:
         current = current_revision(engine)
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise connect_error(engine, exc) from None
     if current != head_revision():
         upgrade(engine)

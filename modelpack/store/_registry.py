@@ -257,6 +257,8 @@ class RegistryMixin:
         from modelpack.store._search import compile_node, parse_order
         from modelpack.store.sql import decode_token, encode_token
 
+        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
+            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
         rm = t.registered_models
         query = sa.select(rm)
         node = parse_filter(filter_string or "", attributes=MODEL_ATTRIBUTES, kinds=_REGISTRY_KINDS)
@@ -466,6 +468,8 @@ class RegistryMixin:
         from modelpack.store._search import compile_node, parse_order
         from modelpack.store.sql import decode_token, encode_token
 
+        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
+            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
         mv, rm = t.model_versions, t.registered_models
         query = sa.select(mv, rm.c.name).join(rm, rm.c.id == mv.c.model)
         node = parse_filter(
@@ -680,6 +684,7 @@ class RegistryMixin:
                 t.aliases.delete().where(t.aliases.c.model == rm.id, t.aliases.c.alias == alias)
             )
             self._history(conn, rm, old, "delete_alias", f"{alias}@{old}", None, user_id)
+            self._touch(conn, rm)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         with self._connect() as conn:
