@@ -338,13 +338,13 @@ class Client:
         sha = manifest_sha256(source)
         relative = f"registry/{uuid.uuid4().hex}"
         root = artifact_store(self.artifact_root)
-        root.put_dir(source, relative)
         run_id = (
             model_uri.split("/")[1]
             if model_uri.startswith("runs:/")
             else ((manifest.source or {}).get("run_id"))
         )
         try:
+            root.put_dir(source, relative)
             return self.store.create_model_version(
                 name,
                 source=model_uri,

@@ -66,11 +66,12 @@ class RegistryMixin:
 
     # ------------------------------------------------------------------ rows to entities
 
-    def _rm_row(self, conn: sa.Connection, name: str) -> Any:
+    def _rm_row(self, conn: sa.Connection, name: str, lock: bool = False) -> Any:
         _validate.name(name, "Registered model name")
-        row = conn.execute(
-            sa.select(t.registered_models).where(t.registered_models.c.name == name)
-        ).one_or_none()
+        query = sa.select(t.registered_models).where(t.registered_models.c.name == name)
+        if lock:  # delete-then-insert writers of one model take turns (SQLite already does)
+            query = query.with_for_update(key_share=True)
+        row = conn.execute(query).one_or_none()
         if row is None:
             raise NotFound(f"Registered model {name!r} does not exist.")
         return row
@@ -322,7 +323,7 @@ class RegistryMixin:
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
         with self._begin() as conn:
-            rm = self._rm_row(conn, name)
+            rm = self._rm_row(conn, name, lock=True)
             tag = t.registered_model_tags
             conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
             conn.execute(
@@ -569,7 +570,7 @@ class RegistryMixin:
 
     def set_model_version_tag(self, name: str, version: Any, key: str, value: Any) -> None:
         with self._begin() as conn:
-            rm = self._rm_row(conn, name)
+            rm = self._rm_row(conn, name, lock=True)
             row = self._version_row(conn, rm, version)
             tag = t.model_version_tags
             where = (tag.c.model == rm.id, tag.c.version == row.version, tag.c.key == key)

@@ -306,10 +306,15 @@ class SqlStore(RegistryMixin):
                 t.runs.update().where(t.runs.c.run_id == run_id).values(lifecycle_stage=stage)
             )
 
-    def _writable_run(self, conn: sa.Connection, run_id: str) -> Any:
-        row = conn.exec_driver_sql(
-            _RUN_STATE[conn.dialect.paramstyle == "qmark"], (run_id,)
-        ).first()
+    def _writable_run(self, conn: sa.Connection, run_id: str, lock: bool = False) -> Any:
+        qmark = conn.dialect.paramstyle == "qmark"
+        sql = _RUN_STATE[qmark]
+        if lock and not qmark:
+            # Writers of one run's params and tags take turns (SQLite's BEGIN IMMEDIATE already
+            # serializes), so the second sees the first's value and gets a clear error.
+            # NO KEY UPDATE does not block metric inserts into the run.
+            sql += " FOR NO KEY UPDATE"
+        row = conn.exec_driver_sql(sql, (run_id,)).first()
         if row is None:
             return self._run_row(conn, run_id)  # raises NotFound with the usual message
         if row.lifecycle_stage != ACTIVE:
@@ -352,7 +357,7 @@ class SqlStore(RegistryMixin):
             self._log_metrics_only(run_id, points)
             return
         with self._begin() as conn:
-            self._writable_run(conn, run_id)
+            self._writable_run(conn, run_id, lock=bool(params or tags))
             if params:
                 existing = dict(
                     conn.execute(
