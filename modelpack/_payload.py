@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpack.errors import SchemaError
-from modelpack.signature import ColumnSchema, Signature
+from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
 DATA_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -124,6 +124,12 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
                     f"'dataframe_split.data' row {i} must be a list of {len(columns)} values "
                     f"(one per column)."
                 )
+        matrix = _numeric_matrix(rows, len(columns))
+        if signature is not None and isinstance(signature.inputs, TensorSchema):
+            # A tensor model reads the frame as one matrix, in the order the columns came.
+            return (matrix if matrix is not None else rows), params
+        if matrix is not None:
+            return {c: matrix[:, i] for i, c in enumerate(columns)}, params
         data: Any = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
         return _decode_binary(data, binary), params
     if key == "dataframe_records" or (
@@ -139,6 +145,21 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
     if not isinstance(value, list):
         raise SchemaError(f"'{key}' must be a list or an object, got {type(value).__name__}.")
     return value, params
+
+
+def _numeric_matrix(rows: list[Any], width: int) -> Any:
+    """Rows of plain numbers as one 2-D array (one C call), or None if they are anything else."""
+    import numpy as np
+
+    if not rows:
+        return None
+    try:
+        matrix = np.asarray(rows)
+    except (ValueError, TypeError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "iuf":
+        return None
+    return matrix
 
 
 def _binary_columns(signature: Signature | None) -> set[str]:

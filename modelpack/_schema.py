@@ -129,6 +129,8 @@ def cast(values: np.ndarray, target: np.dtype, label: str, type_name: str) -> np
 
     def wrong(extra: str = "") -> SchemaError:
         got = describe_dtype(values.dtype)
+        if not extra and values.dtype.kind in "US" and values.size:
+            extra = f" at row 0 ({_short(values.reshape(-1)[0].item())})"
         return SchemaError(f"{label}: expected {type_name}, got {got}{extra}.", label_field(label))
 
     if tk in "iu":

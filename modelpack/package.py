@@ -104,9 +104,27 @@ class Package:
         x = data if self._plan is None else self._plan(data)
         p = self._params(params) if params or self._params.defaults else _NO_PARAMS
         if self._n_rows(x) == 0:
-            sig = self.manifest.signature
-            return self._empty_output(sig.outputs if sig is not None else None)
+            return self.empty_output()
         return self._normalize_output(self._predict(x, p))
+
+    def check(self, data: Any, params: Mapping[str, Any] | None = None) -> tuple[Any, Any, int]:
+        """What ``predict`` does before the model runs: ``(checked data, params, rows)``.
+
+        Rows is -1 when the package has no signature and the data's length is unknown. A
+        server checks each request with this, merges the results, and calls ``run`` once.
+        """
+        x = data if self._plan is None else self._plan(data)
+        p = self._params(params) if params or self._params.defaults else _NO_PARAMS
+        return x, p, self._n_rows(x)
+
+    def run(self, checked: Any, params: Mapping[str, Any]) -> Any:
+        """Run the model on data ``check`` returned (or several such, merged)."""
+        return self._normalize_output(self._predict(checked, params))
+
+    def empty_output(self) -> Any:
+        """The prediction for zero rows, typed by the output signature."""
+        sig = self.manifest.signature
+        return self._empty_output(sig.outputs if sig is not None else None)
 
     def __repr__(self) -> str:
         return f"<Package {self.path} flavor={self.flavor} model_id={self.model_id[:12]}>"

@@ -14,7 +14,7 @@ from modelpack.errors import ModelpackError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from modelpack.cli import db, models, package, runs
+    from modelpack.cli import db, models, package, runs, serve
 
     parser = argparse.ArgumentParser(
         prog="modelpack",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parsers(commands)
     models.add_parsers(commands)
     db.add_parsers(commands)
+    serve.add_parsers(commands)
     return parser
 
 

@@ -215,7 +215,9 @@ def test_string_into_number_is_refused(plan):
         r"\('x'\)",
     ):
         plan([{"age": 1, "score": 1.0, "name": "a"}, {"age": 1, "score": "x", "name": "b"}])
-    with pytest.raises(SchemaError, match=r"Column 'score': expected double, got string\."):
+    with pytest.raises(
+        SchemaError, match=r"Column 'score': expected double, got string at row 0 \('1\.5'\)\."
+    ):
         plan({"age": [1], "score": np.array(["1.5"]), "name": ["a"]})
 
 

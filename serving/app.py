@@ -1,0 +1,347 @@
+"""The Starlette app: MLflow's scoring routes, the Open Inference Protocol v2, health, metrics.
+
+Handlers are thin: read the body under its limit, decode, check against the signature, hand
+the rows to the model's batcher, encode. Every failure goes through ``errors.classify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelpack._version import __version__
+from modelpack.serving import codecs
+from modelpack.serving.config import ServeOptions
+from modelpack.serving.deployment import Deployment, Loaded
+from modelpack.serving.errors import HTTPError, mlflow_body, v2_body
+from modelpack.serving.metrics import Metrics
+from modelpack.serving.openapi import document
+
+JSON = "application/json"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON
+    )
+
+
+class Server:
+    """State shared by the handlers of one app."""
+
+    def __init__(self, uri: str, options: ServeOptions) -> None:
+        self.options = options
+        self.metrics = Metrics()
+        self.deployment = Deployment(uri, options, self.metrics)
+
+    def model(self) -> Loaded:
+        loaded = self.deployment.current
+        if loaded is None:
+            raise HTTPError(503, "The model is not loaded yet; retry when /ready answers 200.")
+        return loaded
+
+    def headers(self) -> dict[str, str]:
+        loaded = self.deployment.current
+        return {"X-Model-Version": loaded.version} if loaded is not None else {}
+
+    async def body(self, request: Request) -> bytes:
+        """The body, refused with 413 as soon as it is known to exceed the limit."""
+        limit = self.options.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise HTTPError(400, "Content-Length is not a number.") from None
+            if size > limit:
+                raise HTTPError(
+                    413, f"The body is {size} bytes; the limit is {limit} (--max-body-bytes)."
+                )
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise HTTPError(
+                    413, f"The body is over the limit of {limit} bytes (--max-body-bytes)."
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def predict(self, loaded: Loaded, data: Any, params: Any) -> Any:
+        """Check the data, then queue it for the model (or answer 0 rows at once)."""
+        checked, checked_params, rows = loaded.pack.check(data, params)
+        if rows == 0:
+            return loaded.pack.empty_output()
+        self.deployment.arriving -= 1
+        try:
+            return await asyncio.wait_for(
+                loaded.batcher.submit(checked, rows, checked_params),
+                self.options.request_timeout_s or None,
+            )
+        except TimeoutError:
+            raise HTTPError(
+                504,
+                f"The prediction took longer than {self.options.request_timeout_s}"
+                f" s (--request-timeout-s).",
+            ) from None
+        finally:
+            self.deployment.arriving += 1
+
+
+def _instrument(
+    server: Server,
+    route: str,
+    handler: Handler,
+    errors: Callable[[BaseException], tuple[int, dict[str, Any]]],
+) -> Handler:
+    """Count, time and error-wrap a handler; every response carries X-Model-Version."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        server.deployment.arriving += 1
+        try:
+            response = await handler(request)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a JSON answer
+            status, body = errors(exc)
+            response = _json(body, status)
+        finally:
+            server.deployment.arriving -= 1
+        response.headers.update(server.headers())
+        server.metrics.observe(route, response.status_code, time.perf_counter() - started)
+        return response
+
+    return endpoint
+
+
+def _content_type(request: Request) -> str:
+    value = request.headers.get("content-type", "")
+    media, _, rest = value.partition(";")
+    media = media.strip().lower()
+    params = dict(p.strip().lower().partition("=")[::2] for p in rest.split(";") if p.strip())
+    if media == JSON:
+        charset = params.pop("charset", "utf-8").strip('"')
+        if charset not in ("utf-8", "utf8") or params:
+            raise HTTPError(
+                415,
+                f"Unsupported content type {value!r}: JSON must be UTF-8, with "
+                f"no other parameters.",
+            )
+        return "json"
+    if media in ("text/csv", "application/csv"):
+        return "csv"
+    raise HTTPError(
+        415, f"Unsupported content type {value or '(none)'!r}. Send application/json or text/csv."
+    )
+
+
+def create_app(uri: str, **options: Any) -> Starlette:
+    """The ASGI app serving the package at ``uri`` (any model URI).
+
+    Example:
+        >>> app = modelpack.serving.create_app("models:/Churn/Production", max_batch_size=32)
+    """
+    opts = options.pop("_options", None) or ServeOptions.build(**options)
+    server = Server(uri, opts)
+    dep = server.deployment
+
+    async def invocations(request: Request) -> Response:
+        kind = _content_type(request)
+        body = await server.body(request)
+        loaded = server.model()
+        sig = loaded.pack.signature
+        if kind == "json":
+            data, params = codecs.decode_invocations(codecs.parse_json(body, opts), sig, opts)
+        else:
+            data, params = codecs.decode_csv(body, sig, opts), None
+        output = await server.predict(loaded, data, params)
+        return Response(codecs.encode_predictions(output), media_type=JSON)
+
+    async def ping(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def health(request: Request) -> Response:
+        loaded = dep.current
+        payload: dict[str, Any] = {"status": "ok" if loaded else "loading", "uri": dep.uri}
+        if loaded is not None:
+            payload.update(model=loaded.name, version=loaded.version, model_id=loaded.pack.model_id)
+        if dep.last_error is not None:
+            payload["last_reload_error"] = dep.last_error
+        return _json(payload)
+
+    async def ready(request: Request) -> Response:
+        if dep.current is None:
+            return _json({"ready": False}, 503)
+        return _json({"ready": True})
+
+    async def version(request: Request) -> Response:
+        loaded = server.model()
+        return _json(
+            {
+                "modelpack_version": __version__,
+                "model": loaded.name,
+                "version": loaded.version,
+                "model_id": loaded.pack.model_id,
+                "flavor": loaded.pack.flavor,
+                "uri": dep.uri,
+                "loaded_at": loaded.loaded_at.isoformat(),
+                "last_reload_error": dep.last_error,
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        depth = dep.current.batcher.depth if dep.current else 0
+        return Response(server.metrics.render(depth), media_type=server.metrics.content_type)
+
+    async def openapi(request: Request) -> Response:
+        loaded = dep.current
+        return _json(
+            document(
+                loaded.name if loaded else "model",
+                loaded.version if loaded else "",
+                loaded.pack.signature if loaded else None,
+            )
+        )
+
+    # ------------------------------------------------------------------ v2
+
+    def v2_model(request: Request) -> Loaded:
+        loaded = server.model()
+        name = request.path_params["name"]
+        if name != loaded.name:
+            raise HTTPError(404, f"Unknown model {name!r}; this server serves {loaded.name!r}.")
+        wanted = request.path_params.get("version")
+        if wanted is not None and wanted != loaded.version:
+            raise HTTPError(
+                404,
+                f"Model {name!r} version {wanted!r} is not loaded; the server "
+                f"serves version {loaded.version!r}.",
+            )
+        return loaded
+
+    async def v2_server(request: Request) -> Response:
+        return _json(
+            {"name": "modelpack", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    async def v2_live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        ready = dep.current is not None
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    async def v2_model_ready(request: Request) -> Response:
+        loaded = v2_model(request)
+        return _json({"name": loaded.name, "ready": True})
+
+    async def v2_metadata(request: Request) -> Response:
+        loaded = v2_model(request)
+        return _json(_v2_metadata(loaded))
+
+    async def v2_infer(request: Request) -> Response:
+        loaded = v2_model(request)
+        body = await server.body(request)
+        header = request.headers.get("inference-header-content-length")
+        try:
+            header_length = int(header) if header is not None else None
+        except ValueError:
+            raise HTTPError(400, "Inference-Header-Content-Length is not a number.") from None
+        data, params, req = codecs.decode_v2(body, header_length, loaded.pack.signature, opts)
+        output = await server.predict(loaded, data, params or None)
+        tensors = codecs.output_tensors(output, loaded.pack.signature)
+        payload, json_length = codecs.encode_v2(tensors, req, loaded.name, loaded.version)
+        headers = {"Inference-Header-Content-Length": str(json_length)} if json_length else None
+        return Response(
+            payload, headers=headers, media_type="application/octet-stream" if json_length else JSON
+        )
+
+    def route(path: str, handler: Handler, methods: list[str], v2: bool = False) -> Route:
+        wrapped = _instrument(server, path, handler, v2_body if v2 else mlflow_body)
+        return Route(path, wrapped, methods=methods)
+
+    routes = [
+        route("/invocations", invocations, ["POST"]),
+        route("/ping", ping, ["GET"]),
+        route("/health", health, ["GET"]),
+        route("/ready", ready, ["GET"]),
+        route("/version", version, ["GET"]),
+        route("/metrics", metrics, ["GET"]),
+        route("/openapi.json", openapi, ["GET"]),
+        route("/v2", v2_server, ["GET"], True),
+        route("/v2/health/live", v2_live, ["GET"], True),
+        route("/v2/health/ready", v2_ready, ["GET"], True),
+        route("/v2/models/{name}", v2_metadata, ["GET"], True),
+        route("/v2/models/{name}/ready", v2_model_ready, ["GET"], True),
+        route("/v2/models/{name}/infer", v2_infer, ["POST"], True),
+        route("/v2/models/{name}/versions/{version}", v2_metadata, ["GET"], True),
+        route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, ["GET"], True),
+        route("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"], True),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await dep.start()
+        try:
+            yield
+        finally:
+            await dep.stop()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = "Method not allowed." if status == 405 else f"No route {request.url.path!r}."
+        body = (
+            {"error": message}
+            if request.url.path.startswith("/v2")
+            else {
+                "error_code": "RESOURCE_DOES_NOT_EXIST" if status == 404 else "METHOD_NOT_ALLOWED",
+                "message": message,
+            }
+        )
+        return _json(body, status, server.headers())
+
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found}
+    )
+    app.state.server = server
+    return app
+
+
+def _v2_metadata(loaded: Loaded) -> dict[str, Any]:
+    from modelpack._schema import tensor_dtype
+    from modelpack.signature import ColumnSchema
+
+    def tensors(schema: Any) -> list[dict[str, Any]]:
+        if schema is None:
+            return []
+        if isinstance(schema, ColumnSchema):
+            return [
+                {"name": c.name, "datatype": codecs.COLUMN_TO_V2[c.type], "shape": [-1]}
+                for c in schema.columns
+            ]
+        return [
+            {
+                "name": t.name or ("predict" if schema is sig.outputs else "input"),
+                "datatype": codecs.v2_datatype(tensor_dtype(t.dtype)),
+                "shape": list(t.shape),
+            }
+            for t in schema.tensors
+        ]
+
+    sig = loaded.pack.signature
+    return {
+        "name": loaded.name,
+        "versions": [loaded.version],
+        "platform": f"modelpack-{loaded.pack.flavor}",
+        "inputs": tensors(sig.inputs if sig else None),
+        "outputs": tensors(sig.outputs if sig else None),
+    }

@@ -1,0 +1,67 @@
+"""Running the app under uvicorn: one process, or several workers sharing the port."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from modelpack.serving.config import ServeOptions
+
+_ENV = "MODELPACK_SERVE_CONFIG"
+log = logging.getLogger("modelpack.serving")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def worker_app() -> Any:
+    """App factory for worker processes (uvicorn imports it by name)."""
+    from modelpack.serving.app import create_app
+
+    config = json.loads(os.environ[_ENV])
+    return create_app(config.pop("uri"), _options=ServeOptions(**config))
+
+
+def serve(uri: str, **options: Any) -> None:
+    """Serve ``uri`` until SIGTERM or Ctrl-C; in-flight requests finish first.
+
+    Example:
+        >>> modelpack.serving.serve("models:/Churn/Production", port=8080)
+    """
+    import uvicorn
+
+    opts = ServeOptions.build(**options)
+    if not _loopback(opts.host):
+        print(
+            f"warning: serving on {opts.host}, which other machines can reach. This server "
+            f"has no authentication: put it behind a gateway that has.",
+            file=sys.stderr,
+        )
+    common: dict[str, Any] = {
+        "host": opts.host,
+        "port": opts.port,
+        "log_level": opts.log_level,
+        "timeout_graceful_shutdown": max(opts.request_timeout_s, 1),
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if opts.workers > 1:
+        os.environ[_ENV] = json.dumps({"uri": uri, **asdict(opts)})
+        uvicorn.run(
+            "modelpack.serving.server:worker_app", factory=True, workers=opts.workers, **common
+        )
+        return
+    from modelpack.serving.app import create_app
+
+    uvicorn.run(create_app(uri, _options=opts), **common)
