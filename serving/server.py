@@ -25,11 +25,22 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _configure_logging(level: str) -> None:
+    """Show the server's own messages (loads, swaps, failed reloads) beside uvicorn's."""
+    logger = logging.getLogger("modelpack")
+    logger.setLevel("DEBUG" if level == "trace" else level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+
+
 def worker_app() -> Any:
     """App factory for worker processes (uvicorn imports it by name)."""
     from modelpack.serving.app import create_app
 
     config = json.loads(os.environ[_ENV])
+    _configure_logging(config["log_level"])
     return create_app(config.pop("uri"), _options=ServeOptions(**config))
 
 
@@ -42,6 +53,7 @@ def serve(uri: str, **options: Any) -> None:
     import uvicorn
 
     opts = ServeOptions.build(**options)
+    _configure_logging(opts.log_level)
     if not _loopback(opts.host):
         print(
             f"warning: serving on {opts.host}, which other machines can reach. This server "
