@@ -122,8 +122,7 @@ def test_artifacts(client, run_id, tmp_path):
     client.log_artifacts(run_id, folder, artifact_path="plots")
     assert [(f.path, f.is_dir) for f in client.list_artifacts(run_id)] == [
         ("docs", True), ("notes.txt", False), ("plots", True)]  # fmt: skip
-    assert [f.path for f in client.list_artifacts(run_id, "plots")] == ["plots/a.png",
-                                                                         "plots/sub"]
+    assert [f.path for f in client.list_artifacts(run_id, "plots")] == ["plots/a.png", "plots/sub"]
     got = client.download_artifacts(run_id, "plots", tmp_path / "down")
     assert (got / "sub" / "b.csv").read_text() == "1,2"
     assert client.download_artifacts(run_id, "docs/notes.txt", tmp_path / "d2").read_text() == (
@@ -251,5 +250,28 @@ def test_migrated_schema_matches_the_table_definitions(store_url):
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_first_opens_migrate_once(store_url):
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    code = "import sys, modelpack; print(len(modelpack.Client(sys.argv[1], '/tmp').search_experiments()))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    assert [out.strip() for out, _ in results] == ["0"] * 4
+    from modelpack.store import _engine
+
+    engine = _engine.make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [v[0] for v in versions] == [_engine.head_revision()]
     finally:
         engine.dispose()
