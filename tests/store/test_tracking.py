@@ -260,7 +260,10 @@ def test_concurrent_first_opens_migrate_once(store_url):
 
     import sqlalchemy as sa
 
-    code = "import sys, modelpack; print(len(modelpack.Client(sys.argv[1], '/tmp').search_experiments()))"
+    code = (
+        "import sys, modelpack\n"
+        "print(len(modelpack.Client(sys.argv[1], '/tmp').search_experiments()))"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
     results = [p.communicate(timeout=60) for p in procs]
