@@ -116,7 +116,9 @@ def _instrument(
             response = _json(body, status)
         finally:
             server.deployment.arriving -= 1
-        response.headers.update(server.headers())
+        served = getattr(request.state, "loaded", None) or server.deployment.current
+        if served is not None:
+            response.headers["X-Model-Version"] = served.version
         server.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
 
@@ -157,7 +159,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
     async def invocations(request: Request) -> Response:
         kind = _content_type(request)
         body = await server.body(request)
-        loaded = server.model()
+        loaded = request.state.loaded = server.model()
         sig = loaded.pack.signature
         if kind == "json":
             data, params = codecs.decode_invocations(codecs.parse_json(body, opts), sig, opts)
@@ -215,7 +217,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
     # ------------------------------------------------------------------ v2
 
     def v2_model(request: Request) -> Loaded:
-        loaded = server.model()
+        loaded = request.state.loaded = server.model()
         name = request.path_params["name"]
         if name != loaded.name:
             raise HTTPError(404, f"Unknown model {name!r}; this server serves {loaded.name!r}.")
@@ -249,8 +251,9 @@ def create_app(uri: str, **options: Any) -> Starlette:
         return _json(_v2_metadata(loaded))
 
     async def v2_infer(request: Request) -> Response:
-        loaded = v2_model(request)
+        v2_model(request)  # 404 for an unknown model before reading the body
         body = await server.body(request)
+        loaded = v2_model(request)  # the model serving now: a swap may have happened meanwhile
         header = request.headers.get("inference-header-content-length")
         try:
             header_length = int(header) if header is not None else None

@@ -68,6 +68,7 @@ class Deployment:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelpack-loader")
         self._poller: asyncio.Task[None] | None = None
         self._client: Any = None
+        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     def moving(self) -> bool:
@@ -193,7 +194,10 @@ class Deployment:
             "Swapped %s: version %s -> %s", new.name, old.version if old else None, new.version
         )
         if old is not None:
-            loop.create_task(old.batcher.drain())
+            # Keep a reference: the loop holds tasks weakly, and the old queue must drain.
+            drain = loop.create_task(old.batcher.drain())
+            self._draining.add(drain)
+            drain.add_done_callback(self._draining.discard)
         return True
 
     async def stop(self) -> None:

@@ -6,7 +6,9 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import asdict
 from typing import Any
 
@@ -76,4 +78,14 @@ def serve(uri: str, **options: Any) -> None:
         return
     from modelpack.serving.app import create_app
 
-    uvicorn.run(create_app(uri, _options=opts), **common)
+    app = create_app(uri, _options=opts)
+    if threading.current_thread() is not threading.main_thread():
+        uvicorn.run(app, **common)
+        return
+    # uvicorn re-raises SIGTERM once it has drained, which would end the process with -15
+    # (143); after a graceful shutdown the exit is a clean one.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(app, **common)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

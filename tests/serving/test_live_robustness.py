@@ -1,0 +1,435 @@
+"""Limits, slow clients and malformed requests against a real server: each is refused with the
+right status and a JSON error, never a stack trace, and the server keeps answering correctly."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from live import LiveServer, raw_http, running
+
+import modelpack
+
+COLUMNS = [f"f{i}" for i in range(6)]
+NAME = "forest"
+V2_INFER = f"/v2/models/{NAME}/infer"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, frame_forest, frame):
+    root = tmp_path_factory.mktemp("robustness")
+    path = root / NAME
+    modelpack.save(frame_forest, path, input_example=frame[:5], predict_method="predict_proba")
+    # max_rows has no CLI flag: this server is started through modelpack.serving.serve().
+    live = LiveServer(
+        str(path), root, label="limits", options={"max_body_bytes": "1KiB", "max_rows": 10}
+    )
+    with running(live):
+        live.pack = modelpack.load(path)
+        yield live
+
+
+ROWS = np.array([[0.5, -1.0, 2.0, 0.0, 1.5, -0.25], [3.0, 1.0, -2.0, 0.5, 0.0, 1.0]])
+
+
+def _valid_body(rows: np.ndarray = ROWS) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows.tolist()}}).encode()
+
+
+def assert_still_serving(server: LiveServer, rows: np.ndarray = ROWS) -> None:
+    """A valid request answers exactly what the package predicts (and v2 too)."""
+    expected = np.asarray(server.pack.predict(pd.DataFrame(rows, columns=COLUMNS)))
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, (response.text, server.logs())
+        np.testing.assert_array_equal(np.asarray(response.json()["predictions"]), expected)
+        inputs = [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, i].tolist()}
+            for i, c in enumerate(COLUMNS)
+        ]
+        response = http.post(V2_INFER, json={"inputs": inputs})
+        assert response.status_code == 200, (response.text, server.logs())
+        (out,) = response.json()["outputs"]
+        np.testing.assert_array_equal(np.asarray(out["data"]).reshape(out["shape"]), expected)
+
+
+def _error(response: httpx.Response, status: int, v2: bool = False) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    if v2:
+        assert set(body) == {"error"}, body
+        return body["error"]
+    assert set(body) == {"error_code", "message"}, body
+    return body["message"]
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def test_body_over_the_limit_with_content_length_is_413(server):
+    body = b'{"inputs": [' + b"1.0, " * 400 + b"1.0]}"
+    assert len(body) > 1024
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert _error(response, 413) == (
+            f"The body is {len(body)} bytes; the limit is 1024 (--max-body-bytes)."
+        )
+        assert response.json()["error_code"] == "REQUEST_TOO_LARGE"
+        response = http.post(V2_INFER, content=body)
+        assert _error(response, 413, v2=True) == (
+            f"The body is {len(body)} bytes; the limit is 1024 (--max-body-bytes)."
+        )
+    assert_still_serving(server)
+
+
+def test_streamed_body_over_the_limit_without_content_length_is_413(server):
+    sent = []
+
+    def chunks():
+        for _ in range(8):  # 8 x 256 bytes; the server stops reading after 1024
+            sent.append(256)
+            yield b" " * 256
+
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert _error(response, 413) == "The body is over the limit of 1024 bytes (--max-body-bytes)."
+    # The same by hand, with a head the client controls exactly.
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    parts = [b"200\r\n" + b" " * 512 + b"\r\n"] * 3 + [b"0\r\n\r\n"]
+    answer = raw_http(server.port, head, parts)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"The body is over the limit of 1024 bytes (--max-body-bytes)." in answer
+    assert_still_serving(server)
+
+
+def test_deeply_nested_json_is_400(server):
+    body = '{"inputs": ' + "[" * 100 + "1" + "]" * 100 + "}"
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert _error(response, 400) == "The JSON is nested deeper than 32 levels."
+        v2 = '{"inputs": [{"name": "f0", "shape": [1], "datatype": "FP64", "data": '
+        response = http.post(V2_INFER, content=v2 + "[" * 100 + "1" + "]" * 100 + "}]}")
+        assert _error(response, 400, v2=True) == "The JSON is nested deeper than 32 levels."
+    assert_still_serving(server)
+
+
+def test_too_many_rows_is_413(server):
+    rows = np.zeros((11, 6), dtype=int)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
+        )
+        assert _error(response, 413) == (
+            "The request has 11 rows; this server accepts at most 10 per request. Split it."
+        )
+        csv = ",".join(COLUMNS) + "\n" + "0,0,0,0,0,0\n" * 11
+        response = http.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+        assert _error(response, 413) == (
+            "The request has 11 rows; this server accepts at most 10 per request. Split it."
+        )
+    assert_still_serving(server, np.ones((10, 6)))  # exactly the limit is fine
+
+
+def test_v2_shape_implying_10_to_the_30_elements_is_413_before_allocation(server):
+    shape = [10**10, 10**10, 10**10]
+    request = {"inputs": [{"name": "f0", "shape": shape, "datatype": "FP64", "data": [1.0]}]}
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(V2_INFER, json=request)
+    assert _error(response, 413, v2=True) == (
+        f"input 'f0': shape {shape} means {10**30} elements; this server accepts at most 50000000."
+    )
+    assert_still_serving(server)
+
+
+def test_unsupported_charset_and_content_type_are_415(server):
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations",
+            content=_valid_body(),
+            headers={"Content-Type": "application/json; charset=latin-1"},
+        )
+        assert _error(response, 415) == (
+            "Unsupported content type 'application/json; charset=latin-1': JSON must be UTF-8, "
+            "with no other parameters."
+        )
+        assert response.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+        response = http.post(
+            "/invocations", content=_valid_body(), headers={"Content-Type": "text/plain"}
+        )
+        assert _error(response, 415) == (
+            "Unsupported content type 'text/plain'. Send application/json or text/csv."
+        )
+    assert_still_serving(server)
+
+
+# ---------------------------------------------------------------------------- slow clients
+
+
+def test_clients_trickling_their_bodies_do_not_block_others(server):
+    body = _valid_body()
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    step = -(-len(body) // 20)  # 20 pieces, one per 100 ms: about 2 s per request
+    pieces = [body[i : i + step] for i in range(0, len(body), step)]
+    answers: dict[int, bytes | BaseException] = {}
+
+    def trickle(i: int) -> None:
+        try:
+            answers[i] = raw_http(server.port, head, pieces, pause=0.1, timeout=10)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+            answers[i] = exc
+
+    threads = [threading.Thread(target=trickle, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # the slow uploads have begun
+    latencies = []
+    started_all = time.monotonic()
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for _ in range(10):
+            started = time.monotonic()
+            response = http.post(
+                "/invocations", content=body, headers={"Content-Type": "application/json"}
+            )
+            latencies.append(time.monotonic() - started)
+            assert response.status_code == 200, response.text
+    finished_all = time.monotonic()
+    assert all(t.is_alive() for t in threads), "the slow uploads ended before the fast requests"
+    assert max(latencies) < 0.5, latencies
+    assert finished_all - started_all < 1.5, latencies
+    for t in threads:
+        t.join(10)
+    expected = np.asarray(server.pack.predict(pd.DataFrame(ROWS, columns=COLUMNS)))
+    for i in range(3):
+        answer = answers[i]
+        assert isinstance(answer, bytes), answer
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        payload = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        np.testing.assert_array_equal(np.asarray(payload["predictions"]), expected)
+
+
+# ---------------------------------------------------------------------------- fuzz
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    kinds = ["int", "float", "str", "bool", "null", "list", "dict"] if depth < 5 else ["int"]
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, -1, 7, 2**31, 2**63 - 1, -(2**63), 2**64 + 5])
+    if kind == "float":
+        return rng.choice([0.5, -1e300, 1e-300, 3.25, 1e30])
+    if kind == "str":
+        return rng.choice(["", "x", "f0", "inputs", "\u00e9\u4e2d", "1.5", "null", "\x00"])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(1, 4))]
+    keys = [
+        "inputs",
+        "instances",
+        "dataframe_split",
+        "dataframe_records",
+        "params",
+        "columns",
+        "data",
+        "name",
+        "shape",
+        "datatype",
+        "f0",
+        "zz",
+    ]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(1, 3))}
+
+
+def _wrong_value(rng: random.Random) -> object:
+    return rng.choice(["abc", [1.0], {"v": 1}, "", [[1, 2]], "NaN", "1.5"])
+
+
+def _malformed_invocation(rng: random.Random) -> tuple[bytes, str]:
+    """(body, content type) that no server should accept."""
+    json_type = "application/json"
+    case = rng.randrange(8)
+    if case == 0:  # a random JSON document without exactly one well-formed data key
+        doc = _random_json(rng)
+        if isinstance(doc, dict):
+            doc.pop("inputs", None)
+            doc.pop("instances", None)
+            doc["dataframe_split"] = _random_json(rng, 4)
+            doc["dataframe_records"] = [1]  # two data keys at once
+        return json.dumps(doc).encode(), json_type
+    if case == 1:  # a well-formed frame with one value of the wrong type
+        rows = [[rng.uniform(-3, 3) for _ in COLUMNS] for _ in range(rng.randint(1, 4))]
+        rows[rng.randrange(len(rows))][rng.randrange(6)] = _wrong_value(rng)
+        form = rng.choice(["split", "records", "inputs"])
+        if form == "split":
+            doc = {"dataframe_split": {"columns": COLUMNS, "data": rows}}
+        elif form == "records":
+            doc = {"dataframe_records": [dict(zip(COLUMNS, r, strict=True)) for r in rows]}
+        else:
+            doc = {"inputs": {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}}
+        return json.dumps(doc).encode(), json_type
+    if case == 2:  # a valid body cut short
+        body = _valid_body()
+        return body[: rng.randrange(1, len(body) - 1)], json_type
+    if case == 3:  # garbage bytes
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))), json_type
+    if case == 4:  # a wrong or missing content type
+        ctype = rng.choice(
+            [
+                "text/plain",
+                "application/xml",
+                "application/json; charset=utf-16",
+                "application/json; boundary=x",
+                "",
+                "multipart/form-data",
+                "application/x-www-form-urlencoded",
+            ]
+        )
+        return _valid_body(), ctype
+    if case == 5:  # CSV that does not fit the signature
+        header = rng.choice([",".join(COLUMNS), "a,b", "f0,f1,f2,f3,f4,f5,f6"])
+        line = rng.choice(["1,2,3", "x,y,z,1,2,3", '"unterminated,1,2,3,4,5', "1,2,3,4,5,6,7,8"])
+        return f"{header}\n{line}\n".encode(), "text/csv"
+    if case == 6:  # numbers JSON cannot hold, or a missing column
+        doc = {"dataframe_split": {"columns": COLUMNS[:5], "data": [[1.0] * 5]}}
+        text = json.dumps(doc)
+        return rng.choice(
+            [
+                text.encode(),
+                text.replace("1.0", "1e400", 1).encode(),
+                text.replace("1.0", "NaN", 1).encode(),
+            ]
+        ), json_type
+    # case 7: a top-level list, or unknown params
+    doc = rng.choice(
+        [
+            [_valid_body().decode()],
+            {
+                "dataframe_split": {"columns": COLUMNS, "data": [[1.0] * 6]},
+                "params": {"threshold": 0.5},
+            },
+        ]
+    )
+    return json.dumps(doc).encode(), json_type
+
+
+def _malformed_v2(rng: random.Random) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) for /v2/.../infer that no server should accept."""
+    good = [{"name": c, "shape": [1], "datatype": "FP64", "data": [1.0]} for c in COLUMNS]
+    case = rng.randrange(7)
+    if case == 0:
+        doc = _random_json(rng)
+        if isinstance(doc, dict):
+            doc.pop("inputs", None)
+        return json.dumps(doc).encode(), {}
+    if case == 1:  # a tensor whose datatype, shape or data is wrong
+        broken = [dict(t) for t in good]
+        t = broken[rng.randrange(6)]
+        field, value = rng.choice(
+            [
+                ("datatype", "BYTES"),
+                ("datatype", "FP128"),
+                ("datatype", None),
+                ("shape", [2]),
+                ("shape", [-1]),
+                ("shape", "1"),
+                ("shape", [1.5]),
+                ("data", ["x"]),
+                ("data", [{}]),
+                ("data", 1.0),
+                ("data", [[1.0, 2.0]]),
+                ("name", 7),
+                ("name", "nope"),
+            ]
+        )
+        t[field] = value
+        return json.dumps({"inputs": broken}).encode(), {}
+    if case == 2:
+        body = json.dumps({"inputs": good}).encode()
+        return body[: rng.randrange(1, len(body) - 1)], {}
+    if case == 3:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))), {}
+    if case == 4:  # the binary extension with lying sizes
+        described = [
+            {
+                "name": t["name"],
+                "shape": [1],
+                "datatype": "FP64",
+                "parameters": {"binary_data_size": 8},
+            }
+            for t in good
+        ]
+        head = json.dumps({"inputs": described}).encode()
+        tail = np.ones(rng.choice([1, 3, 5])).tobytes()  # 6 tensors need 6 doubles
+        length = rng.choice([str(len(head)), str(len(head) + 10_000), "-1", "abc"])
+        return head + tail, {"Inference-Header-Content-Length": length}
+    if case == 5:
+        return json.dumps({"inputs": []}).encode(), {}
+    return json.dumps({"inputs": good, "outputs": [{"name": "nope"}]}).encode(), {}
+
+
+def test_fuzz_malformed_requests_get_json_4xx_and_the_server_survives(server):
+    rng = random.Random(20240601)
+    seen: dict[int, int] = {}
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for i in range(300):
+            v2 = i % 3 == 2
+            if v2:
+                body, headers = _malformed_v2(rng)
+                response = http.post(V2_INFER, content=body, headers=headers)
+            else:
+                body, ctype = _malformed_invocation(rng)
+                headers = {"Content-Type": ctype} if ctype else {}
+                response = http.post("/invocations", content=body, headers=headers)
+            where = f"request {i} ({body[:120]!r}, {headers}): {response.text[:300]}"
+            assert 400 <= response.status_code < 500, where
+            assert "Traceback" not in response.text, where
+            assert response.headers["content-type"] == "application/json", where
+            error = response.json()
+            assert isinstance(error, dict), where
+            message = error["error"] if v2 else error["message"]
+            assert isinstance(message, str) and message, where
+            seen[response.status_code] = seen.get(response.status_code, 0) + 1
+    assert set(seen) <= {400, 404, 413, 415}, seen
+    assert seen[400] > 150 and seen[415] > 5, seen
+    assert "Traceback" not in server.logs(100_000)
+    assert_still_serving(server)
+
+
+def test_the_model_failing_is_500_without_details(server):
+    # 1e300 is a valid double, but the forest computes in float32 and refuses it.
+    rows = ROWS.copy()
+    rows[0, 0] = 1e300
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.post(
+            "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
+        )
+    assert _error(response, 500) == (
+        "The model failed to predict (ValueError); the server log has the details."
+    )
+    assert "1e+300" not in response.text and "Traceback" not in response.text
+    assert_still_serving(server)
