@@ -125,12 +125,33 @@ def pin(names: Iterable[str]) -> list[str]:
     return [pinned[k] for k in sorted(pinned)]
 
 
+# Import names that differ from their distribution's name, for the common frameworks: looking
+# these up directly spares a scan of every installed distribution's file list (~150 ms).
+_KNOWN = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "yaml": "PyYAML", "PIL": "Pillow",
+          "cv2": "opencv-python", "google": "protobuf", "dateutil": "python-dateutil",
+          "lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
+
+
+def _distributions_of(module: str) -> list[str]:
+    """The installed distributions that provide top-level ``module``."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    name = _KNOWN.get(module, module)
+    try:
+        dist = distribution(name)
+    except PackageNotFoundError:
+        return list(_module_distributions().get(module, ()))
+    top_level = dist.read_text("top_level.txt")
+    if top_level is None or module in top_level.split():
+        return [dist.metadata["Name"] or name]
+    return list(_module_distributions().get(module, ()))
+
+
 def infer_requirements(obj: Any, flavor_requirements: Iterable[str]) -> list[str]:
     """Pinned requirements: the flavor's own, plus the distributions ``obj`` is made of."""
     dists = list(flavor_requirements)
-    by_module = _module_distributions()
     for top in sorted(modules_of(obj)):
-        dists.extend(by_module.get(top, ()))
+        dists.extend(_distributions_of(top))
     return pin(dists)
 
 
