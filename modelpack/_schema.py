@@ -259,11 +259,11 @@ def _to_datetime64(v: Any) -> np.datetime64:
         text = v[:-1] + "+00:00" if v.endswith("Z") else v
         parsed = _dt.datetime.fromisoformat(text)
         if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            parsed = parsed.astimezone(_dt.UTC).replace(tzinfo=None)
         return np.datetime64(parsed, "ns")
     if isinstance(v, _dt.datetime | _dt.date | np.datetime64):
         if isinstance(v, _dt.datetime) and v.tzinfo is not None:
-            v = v.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            v = v.astimezone(_dt.UTC).replace(tzinfo=None)
         return np.datetime64(v, "ns")
     raise TypeError(f"got {_describe_value(v)} ({_short(v)})")
 

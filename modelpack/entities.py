@@ -58,7 +58,7 @@ def to_ms(when: _dt.datetime) -> int:
 
 def at_ms(ms: int) -> _dt.datetime:
     """Epoch milliseconds as an aware UTC datetime."""
-    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC)
 
 
 def from_ms(ms: int | None) -> _dt.datetime | None:

@@ -79,7 +79,7 @@ class Manifest:
         d: dict[str, Any] = {
             "format_version": self.format_version,
             "model_id": self.model_id,
-            "created_at": self.created_at.astimezone(_dt.timezone.utc).strftime(
+            "created_at": self.created_at.astimezone(_dt.UTC).strftime(
                 "%Y-%m-%dT%H:%M:%S.%fZ"
             ),
             "modelpack_version": self.modelpack_version,
@@ -126,7 +126,7 @@ class Manifest:
                 raise FormatError(f"created_at: not an ISO-8601 time: {created!r}.") from None
         _check_type(created, _dt.datetime, "manifest 'created_at'", "an ISO-8601 time")
         if created.tzinfo is None:
-            created = created.replace(tzinfo=_dt.timezone.utc)
+            created = created.replace(tzinfo=_dt.UTC)
         for key in ("environment", "metadata"):
             if d.get(key) is not None:
                 _check_type(d[key], Mapping, f"manifest {key!r}", "a mapping")

@@ -532,7 +532,7 @@ def _build(
 
     manifest = Manifest(
         model_id=uuid.uuid4().hex,
-        created_at=_dt.datetime.now(_dt.timezone.utc),
+        created_at=_dt.datetime.now(_dt.UTC),
         modelpack_version=__version__,
         flavor=module.NAME,
         flavors=configs,
@@ -561,7 +561,7 @@ def _draft_manifest(
 ) -> Manifest:
     return Manifest(
         model_id="draft",
-        created_at=_dt.datetime.now(_dt.timezone.utc),
+        created_at=_dt.datetime.now(_dt.UTC),
         modelpack_version=__version__,
         flavor=name,
         flavors=dict(configs),

@@ -68,14 +68,22 @@ class Server:
                     413, f"The body is {size} bytes; the limit is {limit} (--max-body-bytes)."
                 )
         chunks, total = [], 0
-        async for chunk in request.stream():
+        while True:  # the ASGI messages themselves: most bodies arrive in one
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "The client disconnected before sending the whole body.")
+            chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
                 raise HTTPError(
                     413, f"The body is over the limit of {limit} bytes (--max-body-bytes)."
                 )
+            if not message.get("more_body", False):
+                if not chunks:
+                    return chunk
+                chunks.append(chunk)
+                return b"".join(chunks)
             chunks.append(chunk)
-        return b"".join(chunks)
 
     async def predict(self, loaded: Loaded, data: Any, params: Any) -> Any:
         """Check the data, then queue it for the model (or answer 0 rows at once)."""
@@ -84,10 +92,8 @@ class Server:
             return loaded.pack.empty_output()
         self.deployment.arriving -= 1
         try:
-            return await asyncio.wait_for(
-                loaded.batcher.submit(checked, rows, checked_params),
-                self.options.request_timeout_s or None,
-            )
+            async with asyncio.timeout(self.options.request_timeout_s or None):
+                return await loaded.batcher.submit(checked, rows, checked_params)
         except TimeoutError:
             raise HTTPError(
                 504,
@@ -127,6 +133,8 @@ def _instrument(
 
 def _content_type(request: Request) -> str:
     value = request.headers.get("content-type", "")
+    if value == JSON:
+        return "json"
     media, _, rest = value.partition(";")
     media = media.strip().lower()
     params = dict(p.strip().lower().partition("=")[::2] for p in rest.split(";") if p.strip())

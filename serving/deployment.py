@@ -124,7 +124,7 @@ class Deployment:
             registered_version=version.version if version is not None else None,
             batcher=batcher,
             load_seconds=seconds,
-            loaded_at=dt.datetime.now(dt.timezone.utc),
+            loaded_at=dt.datetime.now(dt.UTC),
         )
         self.metrics.loaded(loaded.name, loaded.version, pack.model_id, seconds)
         return loaded
@@ -176,7 +176,7 @@ class Deployment:
             self.last_error = {
                 "version": str(version.version),
                 "error": f"{type(exc).__name__}: {exc}",
-                "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "at": dt.datetime.now(dt.UTC).isoformat(),
             }
             self.metrics.reload_failures.inc()
             log.error(

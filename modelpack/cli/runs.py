@@ -110,7 +110,7 @@ def when(moment: dt.datetime | None) -> str:
     """UTC, to the second: the store keeps milliseconds, a table needs no more."""
     if moment is None:
         return "-"
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration(start: dt.datetime, end: dt.datetime | None) -> str:
