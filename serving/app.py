@@ -54,10 +54,9 @@ class Server:
         loaded = self.deployment.current
         return {"X-Model-Version": loaded.version} if loaded is not None else {}
 
-    async def body(self, request: Request) -> bytes:
+    async def body(self, declared: str | None, receive: Any) -> bytes:
         """The body, refused with 413 as soon as it is known to exceed the limit."""
         limit = self.options.max_body_bytes
-        declared = request.headers.get("content-length")
         if declared is not None:
             try:
                 size = int(declared)
@@ -69,7 +68,7 @@ class Server:
                 )
         chunks, total = [], 0
         while True:  # the ASGI messages themselves: most bodies arrive in one
-            message = await request.receive()
+            message = await receive()
             if message["type"] == "http.disconnect":
                 raise HTTPError(400, "The client disconnected before sending the whole body.")
             chunk = message.get("body", b"")
@@ -131,8 +130,18 @@ def _instrument(
     return endpoint
 
 
-def _content_type(request: Request) -> str:
-    value = request.headers.get("content-type", "")
+class _RawASGI:
+    """Marks an ``(scope, receive, send)`` function as an ASGI app for Starlette's Route
+    (which would otherwise call a plain function with a Request)."""
+
+    def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def _content_type(value: str) -> str:
     if value == JSON:
         return "json"
     media, _, rest = value.partition(";")
@@ -164,17 +173,39 @@ def create_app(uri: str, **options: Any) -> Starlette:
     server = Server(uri, opts)
     dep = server.deployment
 
-    async def invocations(request: Request) -> Response:
-        kind = _content_type(request)
-        body = await server.body(request)
-        loaded = request.state.loaded = server.model()
-        sig = loaded.pack.signature
-        if kind == "json":
-            data, params = codecs.decode_invocations(codecs.parse_json(body, opts), sig, opts)
-        else:
-            data, params = codecs.decode_csv(body, sig, opts), None
-        output = await server.predict(loaded, data, params)
-        return Response(codecs.encode_predictions(output), media_type=JSON)
+    async def invocations(scope: Any, receive: Any, send: Any) -> None:
+        # The hot route, as a bare ASGI app: no Request or Response objects on the way.
+        started = time.perf_counter()
+        dep.arriving += 1
+        loaded = None
+        try:
+            headers = dict(scope["headers"])
+            kind = _content_type(headers.get(b"content-type", b"").decode("latin-1"))
+            length = headers.get(b"content-length")
+            body = await server.body(length.decode("latin-1") if length else None, receive)
+            loaded = server.model()
+            sig = loaded.pack.signature
+            if kind == "json":
+                data, params = codecs.decode_invocations(codecs.parse_json(body, opts), sig, opts)
+            else:
+                data, params = codecs.decode_csv(body, sig, opts), None
+            payload = codecs.encode_predictions(await server.predict(loaded, data, params))
+            status = 200
+        except Exception as exc:  # noqa: BLE001 - every error becomes a JSON answer
+            status, error = mlflow_body(exc)
+            payload = orjson.dumps(error)
+        finally:
+            dep.arriving -= 1
+        served = loaded or dep.current
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if served is not None:
+            response_headers.append((b"x-model-version", served.version.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+        server.metrics.observe("/invocations", status, time.perf_counter() - started)
 
     async def ping(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -260,7 +291,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
 
     async def v2_infer(request: Request) -> Response:
         v2_model(request)  # 404 for an unknown model before reading the body
-        body = await server.body(request)
+        body = await server.body(request.headers.get("content-length"), request.receive)
         loaded = v2_model(request)  # the model serving now: a swap may have happened meanwhile
         header = request.headers.get("inference-header-content-length")
         try:
@@ -281,7 +312,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
         return Route(path, wrapped, methods=methods)
 
     routes = [
-        route("/invocations", invocations, ["POST"]),
+        Route("/invocations", _RawASGI(invocations), methods=["POST"]),
         route("/ping", ping, ["GET"]),
         route("/health", health, ["GET"]),
         route("/ready", ready, ["GET"]),

@@ -109,6 +109,15 @@ class Batcher:
 
     async def submit(self, data: Any, rows: int, params: Mapping[str, Any]) -> Any:
         """The prediction for this request's rows (raises what its model call raised)."""
+        avg = self._call_seconds
+        if avg is not None and avg < INLINE_SECONDS and not self._busy and self.queue.empty():
+            # A fast model with nothing queued: answering now costs less than a queue round
+            # trip, and nobody can be waiting behind this request.
+            self._on_batch(rows)
+            try:
+                return self._timed(data, params)
+            except Exception as exc:  # noqa: BLE001 - the same answer a batch failure gives
+                raise _failure(exc) from None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         solo = (
             self.max_batch_size == 1
@@ -222,15 +231,16 @@ class Batcher:
                 item.future.set_result(piece)
 
 
-def _fail(item: Item, exc: Exception) -> None:
-    if item.future.done():
-        return
+def _failure(exc: Exception) -> Exception:
+    """What the client is told when the model raised ``exc`` (the details go to the log)."""
     if isinstance(exc, HTTPError):
-        item.future.set_exception(exc)
-        return
+        return exc
     log.error("The model failed to predict", exc_info=exc)
-    item.future.set_exception(
-        ModelFailed(
-            f"The model failed to predict ({type(exc).__name__}); the server log has the details."
-        )
+    return ModelFailed(
+        f"The model failed to predict ({type(exc).__name__}); the server log has the details."
     )
+
+
+def _fail(item: Item, exc: Exception) -> None:
+    if not item.future.done():
+        item.future.set_exception(_failure(exc))

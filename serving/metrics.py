@@ -35,16 +35,19 @@ class _Requests:
         hist[-1] += seconds
 
     def collect(self) -> Iterator[Any]:
-        requests = CounterMetricFamily("modelpack_requests", "Requests by route and status",
-                                       labels=["route", "status"])
-        errors = CounterMetricFamily("modelpack_request_errors", "Responses with status >= 400",
-                                     labels=["route", "status"])
+        requests = CounterMetricFamily(
+            "modelpack_requests", "Requests by route and status", labels=["route", "status"]
+        )
+        errors = CounterMetricFamily(
+            "modelpack_request_errors", "Responses with status >= 400", labels=["route", "status"]
+        )
         for (route, status), count in sorted(self.counts.items()):
             requests.add_metric([route, str(status)], count)
             if status >= 400:
                 errors.add_metric([route, str(status)], count)
-        latency = HistogramMetricFamily("modelpack_request_seconds", "Request latency",
-                                        labels=["route"])
+        latency = HistogramMetricFamily(
+            "modelpack_request_seconds", "Request latency", labels=["route"]
+        )
         for route, hist in sorted(self.latency.items()):
             cumulative, buckets = 0.0, []
             for bound, count in zip([*map(str, _LATENCY), "+Inf"], hist[:-1], strict=True):
@@ -62,16 +65,23 @@ class Metrics:
         r = self.registry
         self._requests = _Requests()
         r.register(self._requests)  # type: ignore[arg-type]
-        self.batch_size = Histogram("modelpack_batch_rows", "Rows per model call",
-                                    buckets=_BATCH, registry=r)
-        self.queue_depth = Gauge("modelpack_queue_depth", "Requests waiting for the model",
-                                 registry=r)
-        self.load_seconds = Gauge("modelpack_model_load_seconds",
-                                  "Seconds the serving model took to load and smoke-test",
-                                  registry=r)
+        self.batch_size = Histogram(
+            "modelpack_batch_rows", "Rows per model call", buckets=_BATCH, registry=r
+        )
+        self.queue_depth = Gauge(
+            "modelpack_queue_depth", "Requests waiting for the model", registry=r
+        )
+        self.load_seconds = Gauge(
+            "modelpack_model_load_seconds",
+            "Seconds the serving model took to load and smoke-test",
+            registry=r,
+        )
         self.model = Info("modelpack_model", "The model being served", registry=r)
-        self.reload_failures = Counter("modelpack_model_reload_failures",
-                                       "New versions that failed to load or predict", registry=r)
+        self.reload_failures = Counter(
+            "modelpack_model_reload_failures",
+            "New versions that failed to load or predict",
+            registry=r,
+        )
 
     def loaded(self, name: str, version: str, model_id: str, seconds: float) -> None:
         self.model.info({"name": name, "version": version, "model_id": model_id})
