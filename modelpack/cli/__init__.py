@@ -15,6 +15,7 @@ from modelpack.errors import ModelpackError
 
 def build_parser() -> argparse.ArgumentParser:
     from modelpack.cli import db, models, package, runs, serve
+    from modelpack.cli import predict as predict_cmd
 
     parser = argparse.ArgumentParser(
         prog="modelpack",
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parsers(commands)
     models.add_parsers(commands)
     db.add_parsers(commands)
+    predict_cmd.add_parsers(commands)
     serve.add_parsers(commands)
     return parser
 

@@ -1,0 +1,482 @@
+"""Reading the files ``modelpack predict`` scores: Parquet, CSV and JSON lines, streamed.
+
+Every reader streams: it yields ``Chunk``\\ s of about ``batch_size`` rows and never holds the
+whole input. Parquet is read a row group at a time with pyarrow (reading every row group in one
+``iter_batches`` call buffers far ahead of the consumer). CSV and JSON lines are read in blocks of
+whole lines that pyarrow parses with the signature's column types; the block is kept until it is
+parsed, so an error names the exact row, line and byte offset, which pyarrow's own streaming
+readers (``open_csv``, ``open_json``) cannot do. Values may not contain newlines, as for
+pyarrow's multi-threaded readers.
+
+Writing is in ``modelpack._batch_sink``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from modelpack.errors import (
+    InvalidArgument,
+    MissingDependency,
+    NotFound,
+    SchemaError,
+)
+
+FORMATS = ("csv", "jsonl", "parquet")
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+              ".pq": "parquet"}  # fmt: skip
+STDIO = "-"
+# pyarrow's CSV defaults, for locating a failed row in Python.
+CSV_NULLS = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+     "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
+)  # fmt: skip
+CSV_BOOLS = frozenset(("1", "0", "true", "false", "True", "False", "TRUE", "FALSE"))
+_FIRST_BLOCK = 1 << 20
+_TYPE_NAMES = {"int64": "long", "int32": "integer", "bool": "boolean"}  # arrow -> signature
+
+
+def pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise MissingDependency(
+            "Batch scoring needs pyarrow. Install it with: pip install 'modelpack[batch]'",
+            "batch",
+            "batch",
+        ) from None
+    return pyarrow
+
+
+def guess_format(path: str, given: str | None, role: str, fallback: str | None = None) -> str:
+    """The format named by ``given``, else by ``path``'s extension, else ``fallback``."""
+    if given is not None:
+        if given not in FORMATS:
+            raise InvalidArgument(
+                f"Unknown {role} format {given!r}. Supported: {', '.join(FORMATS)}."
+            )
+        fmt = given
+    elif path == STDIO:
+        if fallback is None:
+            raise InvalidArgument(
+                f"Cannot guess the format of {'stdin' if role == 'input' else 'stdout'}: pass "
+                f"--{role}-format csv or jsonl."
+            )
+        fmt = fallback
+    else:
+        fmt = EXTENSIONS.get(Path(path).suffix.lower(), "")
+        if not fmt:
+            known = ", ".join(EXTENSIONS)
+            raise InvalidArgument(
+                f"Cannot guess the {role} format of {path!r} from its extension (known: {known}). "
+                f"Pass --{role}-format with one of: {', '.join(FORMATS)}."
+            )
+    if path == STDIO and fmt == "parquet":
+        raise InvalidArgument(
+            f"Parquet cannot be streamed through {'stdin' if role == 'input' else 'stdout'}; "
+            f"use a file, or csv or jsonl."
+        )
+    return fmt
+
+
+def arrow_type(name: str) -> Any:
+    """The arrow type a signature type or tensor dtype is read as from CSV and JSON text.
+
+    Datetimes are read as text: the signature's cast understands ISO-8601 with any zone.
+    """
+    pa = pyarrow()
+    table = {
+        "boolean": pa.bool_(), "integer": pa.int32(), "long": pa.int64(),
+        "float": pa.float32(), "double": pa.float64(), "string": pa.string(),
+        "binary": pa.binary(), "datetime": pa.string(), "str": pa.string(),
+        "bool": pa.bool_(), "float16": pa.float32(),
+    }  # fmt: skip
+    return table[name] if name in table else pa.from_numpy_dtype(name)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Chunk:
+    """Rows read from the input: ``start`` is the 0-based row of the first one."""
+
+    table: Any  # pyarrow.Table
+    start: int
+    first_line: int | None = None  # 1-based line of the first row, where rows are lines
+
+    def line(self, row: int) -> int | None:
+        """The line of the chunk's ``row`` (0-based within the chunk), where rows are lines."""
+        return None if self.first_line is None else self.first_line + row
+
+
+class Reader:
+    """An open input. ``columns`` are the columns it has; ``batches`` streams them."""
+
+    name: str
+    columns: list[str]
+    total_rows: int | None = None
+    total_bytes: int | None = None
+    bytes_read: int = 0
+
+    def batches(self, wanted: Sequence[str], types: Mapping[str, Any]) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_input(path: str, fmt: str, batch_size: int) -> Reader:
+    """Open ``path`` (``-`` for stdin) and read what columns it has.
+
+    Raises:
+        NotFound: no such file.
+        SchemaError: a file that cannot be read as ``fmt``.
+    """
+    if path != STDIO:
+        p = Path(path)
+        if not p.exists():
+            raise NotFound(f"Input file {path!r} does not exist.")
+        if p.is_dir():
+            raise InvalidArgument(f"Input {path!r} is a folder; give a file.")
+    if fmt == "parquet":
+        return _ParquetReader(path, batch_size)
+    stream: BinaryIO
+    if path == STDIO:
+        stream, name, size = sys.stdin.buffer, "stdin", None
+    else:
+        try:
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - the reader closes it
+        except OSError as exc:
+            raise NotFound(f"Cannot open input file {path!r}: {exc.strerror}.") from None
+        name, size = path, os.fstat(stream.fileno()).st_size
+    try:
+        cls = _CsvReader if fmt == "csv" else _JsonReader
+        return cls(stream, name, size, batch_size, close=path != STDIO)
+    except BaseException:
+        if path != STDIO:
+            stream.close()
+        raise
+
+
+class _ParquetReader(Reader):
+    def __init__(self, path: str, batch_size: int) -> None:
+        pa = pyarrow()
+        import pyarrow.parquet as pq
+
+        self.name, self.batch_size = path, batch_size
+        try:
+            # A buffered stream reads pages as they are decoded, not whole column chunks.
+            self.file = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise SchemaError(f"{path}: cannot be read as Parquet ({exc}).") from None
+        self.schema = self.file.schema_arrow
+        self.columns = list(self.schema.names)
+        self.total_rows = self.file.metadata.num_rows
+
+    def batches(self, wanted: Sequence[str], types: Mapping[str, Any]) -> Iterator[Chunk]:
+        pa = pyarrow()
+        start, held, rows = 0, [], 0  # small row groups are joined up to batch_size rows
+        for group in range(self.file.num_row_groups):
+            pieces = self.file.iter_batches(
+                batch_size=self.batch_size, row_groups=[group], columns=list(wanted)
+            )
+            while True:
+                try:
+                    batch = next(pieces)
+                except StopIteration:
+                    break
+                except (pa.ArrowException, OSError) as exc:
+                    raise SchemaError(
+                        f"{self.name}: cannot read row group {group} (from row "
+                        f"{start + rows}): {exc}"
+                    ) from None
+                held.append(batch)
+                rows += batch.num_rows
+                if rows >= self.batch_size:
+                    yield Chunk(pa.Table.from_batches(held), start)
+                    start, held, rows = start + rows, [], 0
+            # Drop this row group's reader and hand its buffers back before the next one, or
+            # the pool keeps both: peak memory would grow with the number of row groups.
+            del pieces
+            pa.default_memory_pool().release_unused()
+        if held:
+            yield Chunk(pa.Table.from_batches(held), start)
+        elif start == 0:
+            yield Chunk(self.schema.empty_table().select(list(wanted)), 0)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _TextReader(Reader):
+    """Blocks of whole lines, parsed by pyarrow; the first block fixes every column's type."""
+
+    header_lines = 0
+
+    def __init__(
+        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+    ) -> None:
+        self.stream, self.name, self.total_bytes = stream, name, size
+        self.batch_size, self._close = batch_size, close
+        self.line_bytes = 0.0  # average bytes per line, for sizing blocks of batch_size rows
+        self.pending = b""
+        self.eof = False
+        self.lines_read = 0  # newlines in the blocks handed out so far
+
+    def close(self) -> None:
+        if self._close:
+            self.stream.close()
+
+    def _read(self, n: int) -> bytes:
+        try:
+            data = self.stream.read(n)
+        except OSError as exc:
+            raise SchemaError(
+                f"{self.name}: read failed at byte {self.bytes_read}: {exc}"
+            ) from None
+        return data or b""
+
+    def _block(self) -> tuple[bytes, int, int]:
+        """The next block of whole lines: (bytes, its byte offset, lines before it)."""
+        want = int(self.batch_size * self.line_bytes) if self.line_bytes else _FIRST_BLOCK
+        data = self.pending
+        while not self.eof:
+            more = self._read(max(want - len(data), 1 << 16))
+            if not more:
+                self.eof = True
+                break
+            data += more
+            if len(data) >= want and b"\n" in more:
+                break
+        cut = len(data) if self.eof else data.rfind(b"\n") + 1
+        newlines = data.count(b"\n", 0, cut)
+        if newlines > self.batch_size * 1.25:  # the first block, or shorter lines than so far
+            import numpy as np
+
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8, count=cut) == ord("\n"))
+            cut, newlines = int(ends[self.batch_size - 1]) + 1, self.batch_size
+        block, self.pending = data[:cut], data[cut:]
+        offset, before = self.bytes_read, self.lines_read
+        self.bytes_read += len(block)
+        self.lines_read += newlines
+        if newlines:
+            self.line_bytes = self.bytes_read / max(self.lines_read, 1)
+        return block, offset, before
+
+    def batches(self, wanted: Sequence[str], types: Mapping[str, Any]) -> Iterator[Chunk]:
+        pa = pyarrow()
+        rows, fixed = 0, dict(types)
+        first = True
+        while True:
+            block, offset, before = self._block()
+            if not block and not first:
+                return
+            first_line = self.header_lines + before + 1
+            try:
+                table = self._parse(block, wanted, fixed)
+            except pa.ArrowInvalid as exc:
+                raise self._locate(block, offset, first_line, rows, wanted, fixed, exc) from None
+            if first:
+                # Types inferred from the first block hold for the rest, as in pyarrow's
+                # streaming readers; a column of nulls so far is read as text.
+                for field in table.schema:
+                    if field.name not in fixed:
+                        fixed[field.name] = (
+                            pa.string() if pa.types.is_null(field.type) else (field.type)
+                        )
+                table = table.cast(pa.schema([(c, fixed[c]) for c in table.column_names]))
+                first = False
+            lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+            yield Chunk(table, rows, first_line if lines == table.num_rows else None)
+            rows += table.num_rows
+            if not block:
+                return
+
+    def _parse(self, block: bytes, wanted: Sequence[str], types: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _locate(
+        self,
+        block: bytes,
+        offset: int,
+        first_line: int,
+        start: int,
+        wanted: Sequence[str],
+        types: Mapping[str, Any],
+        exc: Exception,
+    ) -> SchemaError:
+        """The error for the first bad row of a block pyarrow could not parse."""
+        row, at = start, offset
+        for i, raw in enumerate(block.splitlines(keepends=True)):
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if text.strip():
+                problem = self._check_line(text, wanted, types)
+                if problem is not None:
+                    where = f"{self.name}: row {row} (line {first_line + i}, byte {at})"
+                    return SchemaError(f"{where}: {problem[1]}", problem[0])
+                row += 1
+            at += len(raw)
+        return SchemaError(
+            f"{self.name}: cannot parse the rows from row {start} (line {first_line}, byte "
+            f"{offset}) on: {exc}"
+        )
+
+    def _check_line(
+        self, text: str, wanted: Sequence[str], types: Mapping[str, Any]
+    ) -> tuple[str | None, str] | None:
+        raise NotImplementedError
+
+
+def _value_problem(column: str, value: Any, arrow: Any, from_text: bool) -> str | None:
+    """Why ``value`` cannot be read as the arrow type ``arrow`` (``None``: it can)."""
+    pa = pyarrow()
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    bad = f"column {column!r}: cannot cast {shown} to {_TYPE_NAMES.get(str(arrow), arrow)}."
+    if value is None or (from_text and value in CSV_NULLS):
+        return None
+    if pa.types.is_floating(arrow) or pa.types.is_integer(arrow):
+        if from_text:
+            try:
+                (float if pa.types.is_floating(arrow) else int)(value)
+            except ValueError:
+                return bad
+            return None
+        ok = (
+            isinstance(value, int | float)
+            if pa.types.is_floating(arrow)
+            else isinstance(value, int)
+        )
+        return None if ok and not isinstance(value, bool) else bad
+    if pa.types.is_boolean(arrow):
+        return None if (value in CSV_BOOLS if from_text else isinstance(value, bool)) else bad
+    if pa.types.is_string(arrow) and not from_text:
+        return None if isinstance(value, str) else bad
+    return None
+
+
+class _CsvReader(_TextReader):
+    header_lines = 1
+
+    def __init__(
+        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+    ) -> None:
+        super().__init__(stream, name, size, batch_size, close)
+        line = stream.readline()
+        self.bytes_read = len(line)
+        if not line.strip():
+            raise SchemaError(f"{name}: the file is empty; expected a header line of column names.")
+        text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+        self.columns = next(csv.reader([text]))
+        dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
+        if dupes:
+            raise SchemaError(f"{name}: the header names column {dupes[0]!r} more than once.")
+
+    def _parse(self, block: bytes, wanted: Sequence[str], types: Mapping[str, Any]) -> Any:
+        pa = pyarrow()
+        import pyarrow.csv as pacsv
+
+        if not block.strip():
+            return pa.table({c: pa.array([], types.get(c, pa.string())) for c in wanted})
+        return pacsv.read_csv(
+            pa.py_buffer(block),
+            read_options=pacsv.ReadOptions(column_names=self.columns),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(types), include_columns=list(wanted)
+            ),
+        )
+
+    def _check_line(
+        self, text: str, wanted: Sequence[str], types: Mapping[str, Any]
+    ) -> tuple[str | None, str] | None:
+        try:
+            values = next(csv.reader([text]))
+        except csv.Error as exc:
+            return None, f"malformed line ({exc})."
+        if len(values) != len(self.columns):
+            return None, (
+                f"expected {len(self.columns)} values (one per header column), got {len(values)}."
+            )
+        index = {c: i for i, c in enumerate(self.columns)}
+        for column in wanted:
+            if column in types:
+                problem = _value_problem(column, values[index[column]], types[column], True)
+                if problem:
+                    return column, problem
+        return None
+
+
+class _JsonReader(_TextReader):
+    def __init__(
+        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+    ) -> None:
+        super().__init__(stream, name, size, batch_size, close)
+        # The first record names the columns: read up to it now, hand the lines out later.
+        line = head = stream.readline()
+        while head and not head.strip():
+            head = stream.readline()
+            line += head
+        self.pending = line
+        if not line.strip():
+            self.columns = []
+            return
+        blank = line.count(b"\n") - head.count(b"\n")
+        where = f"{name}: row 0 (line {blank + 1}, byte {len(line) - len(head)})"
+        try:
+            record = json.loads(head)
+        except ValueError as exc:
+            raise SchemaError(f"{where}: not valid JSON ({exc}).") from None
+        if not isinstance(record, dict):
+            raise SchemaError(
+                f"{where}: expected a JSON object per line, got {type(record).__name__}."
+            )
+        self.columns = list(record)
+
+    def _parse(self, block: bytes, wanted: Sequence[str], types: Mapping[str, Any]) -> Any:
+        pa = pyarrow()
+        import pyarrow.json as pajson
+
+        if not block.strip():
+            return pa.table({c: pa.array([], types.get(c, pa.string())) for c in wanted})
+        known = [c for c in wanted if c in types]
+        table = pajson.read_json(
+            pa.py_buffer(block),
+            read_options=pajson.ReadOptions(block_size=max(1 << 22, len(block) // 8)),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=pa.schema([(c, types[c]) for c in known]),
+                unexpected_field_behavior="ignore" if len(known) == len(wanted) else "infer",
+            ),
+        )
+        missing = [c for c in wanted if c not in table.column_names]
+        for c in missing:  # a keep column absent from every record of the first block
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+        return table.select(list(wanted))
+
+    def _check_line(
+        self, text: str, wanted: Sequence[str], types: Mapping[str, Any]
+    ) -> tuple[str | None, str] | None:
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            return None, f"not valid JSON ({exc})."
+        if not isinstance(record, dict):
+            return None, f"expected a JSON object, got {type(record).__name__}."
+        for column in wanted:
+            if column in types:
+                problem = _value_problem(column, record.get(column), types[column], False)
+                if problem:
+                    return column, problem
+        return None
