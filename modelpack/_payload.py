@@ -116,15 +116,17 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
             if signature is None or not isinstance(signature.inputs, ColumnSchema):
                 return rows, params
             columns = signature.inputs.names
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        if not isinstance(columns, list) or not set(map(type, columns)) <= {str}:
             raise SchemaError("'dataframe_split.columns' must be a list of column names.")
-        for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise SchemaError(
-                    f"'dataframe_split.data' row {i} must be a list of {len(columns)} values "
-                    f"(one per column)."
-                )
+        # One C call reads well-formed numeric rows; only other data is checked row by row.
         matrix = _numeric_matrix(rows, len(columns))
+        if matrix is None:
+            for i, row in enumerate(rows):
+                if not isinstance(row, list) or len(row) != len(columns):
+                    raise SchemaError(
+                        f"'dataframe_split.data' row {i} must be a list of {len(columns)} values "
+                        f"(one per column)."
+                    )
         if signature is not None and isinstance(signature.inputs, TensorSchema):
             # A tensor model reads the frame as one matrix, in the order the columns came.
             return (matrix if matrix is not None else rows), params

@@ -108,9 +108,10 @@ def decode_invocations(
     if isinstance(obj, dict):
         for key in ("dataframe_split", "dataframe_records", "instances", "inputs"):
             value = obj.get(key)
+            if value is None:
+                continue
             if isinstance(value, dict) and key == "dataframe_split":
-                rows = value.get("data")
-                cols = value.get("columns")
+                rows, cols = value.get("data"), value.get("columns")
                 _check_table(
                     len(rows) if isinstance(rows, list) else 0,
                     len(cols) if isinstance(cols, list) else 0,
@@ -120,11 +121,8 @@ def decode_invocations(
                 width = len(value[0]) if value and isinstance(value[0], dict | list) else 1
                 _check_table(len(value), width, options)
             elif isinstance(value, dict):
-                _check_table(
-                    max((len(v) for v in value.values() if isinstance(v, list)), default=0),
-                    len(value),
-                    options,
-                )
+                lengths = [len(v) for v in value.values() if isinstance(v, list)]
+                _check_table(max(lengths, default=0), len(value), options)
     return decode_input(obj, signature)
 
 

@@ -114,7 +114,7 @@ class Deployment:
             max_queue=self.options.max_queue,
             executor=self._executor,
             arriving=lambda: self.arriving,
-            on_batch=self.metrics.batch_size.observe,
+            on_batch=self.metrics.batch,
         )
         batcher.start()
         loaded = Loaded(

@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -57,6 +57,29 @@ class _Requests:
         yield from (requests, errors, latency)
 
 
+class _Batches:
+    """Rows per model call, as a histogram collected at scrape time."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BATCH) + 1)
+        self.total = 0
+
+    def observe(self, rows: int) -> None:
+        self.counts[bisect.bisect_left(_BATCH, rows)] += 1
+        self.total += rows
+
+    def collect(self) -> Iterator[Any]:
+        family = HistogramMetricFamily("modelpack_batch_rows", "Rows per model call")
+        cumulative, buckets = 0, []
+        for bound, count in zip(
+            [*(str(float(b)) for b in _BATCH), "+Inf"], self.counts, strict=True
+        ):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family.add_metric([], buckets, self.total)
+        yield family
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -65,9 +88,8 @@ class Metrics:
         r = self.registry
         self._requests = _Requests()
         r.register(self._requests)  # type: ignore[arg-type]
-        self.batch_size = Histogram(
-            "modelpack_batch_rows", "Rows per model call", buckets=_BATCH, registry=r
-        )
+        self._batches = _Batches()
+        r.register(self._batches)  # type: ignore[arg-type]
         self.queue_depth = Gauge(
             "modelpack_queue_depth", "Requests waiting for the model", registry=r
         )
@@ -89,6 +111,10 @@ class Metrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self._requests.observe(route, status, seconds)
+
+    def batch(self, rows: int) -> None:
+        """One model call of ``rows`` rows."""
+        self._batches.observe(rows)
 
     def render(self, queue_depth: int) -> bytes:
         self.queue_depth.set(queue_depth)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import httpx
 import numpy as np
@@ -34,7 +35,8 @@ def test_two_workers_serve_correctly_and_stop_on_sigterm(tmp_path, forest, xy):
     x = np.random.default_rng(9).normal(size=(24, 6))
     with running(server):
         workers: set[float] = set()
-        for _ in range(5):  # a few rounds of fresh connections, until both workers answered
+        deadline = time.monotonic() + 30  # the second worker may still be loading its model
+        while time.monotonic() < deadline:  # rounds of fresh connections until both answered
             bodies = [{"inputs": x[i : i + 3].tolist()} for i in range(0, 24, 3)]
             responses = asyncio.run(_fresh_connections(server.url, [*bodies, *[None] * 8]))
             for i, response in enumerate(responses[:8]):
@@ -52,6 +54,7 @@ def test_two_workers_serve_correctly_and_stop_on_sigterm(tmp_path, forest, xy):
                 }
             if len(workers) == 2:
                 break
+            time.sleep(0.2)
         assert len(workers) == 2, (workers, server.logs())
         assert server.logs().count("Application startup complete.") == 2
 
