@@ -33,8 +33,8 @@ from modelpack.errors import (
     InvalidArgument,
     ModelpackError,
     SchemaError,
-    UnknownFlavor,
 )
+from modelpack.package import stored_flavor
 from modelpack.signature import TensorSchema
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchResult", "predict_file"]
@@ -121,14 +121,7 @@ def predict_file(
     target = sink_io.Target(output, overwrite)
     root = resolve(uri)
     manifest = read_manifest(root)
-    name = flavor or manifest.flavor
-    if name not in manifest.flavors:
-        stored = ", ".join(manifest.flavors)
-        raise UnknownFlavor(
-            f"This package does not store the {name!r} flavor. Stored: {stored}.",
-            name,
-            list(manifest.flavors),
-        )
+    name = stored_flavor(manifest, flavor)
     start = time.perf_counter()
     with io.open_input(input, in_fmt, batch_size) as reader:
         features = Features(manifest.signature, reader.columns, keep, reader.name)

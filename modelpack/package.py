@@ -188,7 +188,13 @@ def _read_example(root: Path, manifest: Manifest) -> Any:
     return data
 
 
-def _flavor_in_package(manifest: Manifest, name: str) -> Flavor:
+def stored_flavor(manifest: Manifest, flavor: str | None) -> str:
+    """The flavor to run: ``flavor``, or the package's own when None.
+
+    Raises:
+        UnknownFlavor: the package does not store that flavor.
+    """
+    name = flavor or manifest.flavor
     if name not in manifest.flavors:
         stored = ", ".join(manifest.flavors)
         raise UnknownFlavor(
@@ -196,7 +202,7 @@ def _flavor_in_package(manifest: Manifest, name: str) -> Flavor:
             name,
             list(manifest.flavors),
         )
-    return get_flavor(name)
+    return name
 
 
 def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: Any) -> Package:
@@ -220,8 +226,8 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
     root = resolve(uri)
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
-    name = flavor or manifest.flavor
-    module = _flavor_in_package(manifest, name)
+    name = stored_flavor(manifest, flavor)
+    module = get_flavor(name)
     config = manifest.flavors[name]
     resolve_inside(root, config["path"], f"flavors.{name}.path")
     with _code_importable(root, manifest.code):

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelpack.errors import MissingDependency, SchemaError, UnknownFlavor
+from modelpack.errors import MissingDependency, SchemaError
 from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
 __all__ = ["spark_udf"]
@@ -85,19 +85,12 @@ def spark_udf(
         ) from None
     import pandas as pd
 
-    from modelpack.package import verify
+    from modelpack.package import stored_flavor, verify
     from modelpack.uris import resolve
 
     root = resolve(uri)
     manifest = verify(root)
-    name = flavor or manifest.flavor
-    if name not in manifest.flavors:
-        stored = ", ".join(manifest.flavors)
-        raise UnknownFlavor(
-            f"This package does not store the {name!r} flavor. Stored: {stored}.",
-            name,
-            list(manifest.flavors),
-        )
+    name = stored_flavor(manifest, flavor)
     archive = _archive(root, manifest.model_id)
     spark.sparkContext.addFile(str(archive))
     signature = manifest.signature
