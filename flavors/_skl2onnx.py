@@ -34,8 +34,10 @@ def convert(model: Any, example: Any, *, predict_method: str = "predict") -> tup
     import numpy as np
 
     if predict_method not in _METHODS:
-        raise InvalidArgument(f"Cannot serve {predict_method!r} from an ONNX conversion. "
-                              f"Supported: {', '.join(_METHODS)}.")  # fmt: skip
+        raise InvalidArgument(
+            f"Cannot serve {predict_method!r} from an ONNX conversion. "
+            f"Supported: {', '.join(_METHODS)}."
+        )
     skl2onnx = require("skl2onnx", NAME, "onnx")
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
     from sklearn.base import is_classifier
@@ -58,8 +60,10 @@ def convert(model: Any, example: Any, *, predict_method: str = "predict") -> tup
                 f"Cannot convert to ONNX: the example is {matrix.dtype}, not numeric."
             )
     if matrix.ndim != 2:
-        raise InvalidArgument(f"Cannot convert to ONNX: expected a 2-D example (rows x "
-                              f"features), got shape {matrix.shape}.")  # fmt: skip
+        raise InvalidArgument(
+            f"Cannot convert to ONNX: expected a 2-D example (rows x "
+            f"features), got shape {matrix.shape}."
+        )
     final = model
     while hasattr(final, "steps"):
         final = final.steps[-1][1]
@@ -106,9 +110,11 @@ def _first_max_label(proto: Any, classes: Any, outputs: list[str]) -> None:
     from onnx import helper, numpy_helper
 
     classes = np.asarray(classes if classes is not None else [])
-    if classes.ndim != 1 or classes.dtype.kind not in "iuUO" or outputs[:2] != [
-        "label", "probabilities"
-    ]:  # fmt: skip
+    if (
+        classes.ndim != 1
+        or classes.dtype.kind not in "iuUO"
+        or outputs[:2] != ["label", "probabilities"]
+    ):
         return
     graph = proto.graph
     for node in graph.node:
@@ -116,7 +122,9 @@ def _first_max_label(proto: Any, classes: Any, outputs: list[str]) -> None:
         node.input[:] = ["label_unbroken_ties" if i == "label" else i for i in node.input]
     values = classes.astype(np.int64 if classes.dtype.kind in "iu" else object)
     graph.initializer.append(numpy_helper.from_array(values, "label_classes"))
-    graph.node.extend([
-        helper.make_node("ArgMax", ["probabilities"], ["label_index"], axis=1, keepdims=0),
-        helper.make_node("Gather", ["label_classes", "label_index"], ["label"], axis=0),
-    ])  # fmt: skip
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", ["probabilities"], ["label_index"], axis=1, keepdims=0),
+            helper.make_node("Gather", ["label_classes", "label_index"], ["label"], axis=0),
+        ]
+    )

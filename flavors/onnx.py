@@ -23,10 +23,20 @@ MODEL_PATH = "model/model.onnx"
 _PROTO_LIMIT = 2**31 - 2**24  # protobuf cannot serialize 2 GiB: store big tensors outside
 # ONNX element type names (as onnxruntime spells them in "tensor(...)") -> signature dtypes.
 _DTYPES = {
-    "float": "float32", "double": "float64", "float16": "float16", "bool": "bool",
-    "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64", "uint8": "uint8",
-    "uint16": "uint16", "uint32": "uint32", "uint64": "uint64", "string": "str",
-}  # fmt: skip
+    "float": "float32",
+    "double": "float64",
+    "float16": "float16",
+    "bool": "bool",
+    "int8": "int8",
+    "int16": "int16",
+    "int32": "int32",
+    "int64": "int64",
+    "uint8": "uint8",
+    "uint16": "uint16",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "string": "str",
+}
 _LOCATION = "ONNX external data location"
 
 
@@ -88,8 +98,9 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
             locations = ["model.onnx.data"]
             proto = onnx.ModelProto()
             proto.CopyFrom(obj)  # saving as external data rewrites the proto: not the caller's
-        onnx.save_model(proto, str(target), save_as_external_data=bool(locations),
-                        location="model.onnx.data")  # fmt: skip
+        onnx.save_model(
+            proto, str(target), save_as_external_data=bool(locations), location="model.onnx.data"
+        )
     else:
         raise InvalidArgument(
             f"The 'onnx' flavor saves an onnx.ModelProto or the path of a .onnx file, "
@@ -236,10 +247,14 @@ def infer_signature(model: Any, output_names: Sequence[str] | None = None) -> An
     def schema(infos: list) -> Any:
         if not infos or any(dtype is None or shape is None for _, dtype, shape in infos):
             return None
-        return TensorSchema(tuple(
-            TensorSpec(dtype, tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape), name)
-            for name, dtype, shape in infos
-        ))  # fmt: skip
+        return TensorSchema(
+            tuple(
+                TensorSpec(
+                    dtype, tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape), name
+                )
+                for name, dtype, shape in infos
+            )
+        )
 
     return Signature(inputs=schema(ins), outputs=schema(outs))
 

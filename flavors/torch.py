@@ -87,8 +87,11 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
                 f"Could not save {type(obj).__name__} with the 'torch' flavor. "
                 + " ".join(failures)
             )
-    config: dict[str, Any] = {"path": _FILES[candidate], "format": candidate,
-                              "torch_version": torch.__version__}  # fmt: skip
+    config: dict[str, Any] = {
+        "path": _FILES[candidate],
+        "format": candidate,
+        "torch_version": torch.__version__,
+    }
     if float_dtype is not None:
         config["float_dtype"] = str(float_dtype).removeprefix("torch.")
     if inputs is not None and isinstance(inputs, tuple):

@@ -30,14 +30,36 @@ from modelpack.errors import (
 )
 
 FORMATS = ("csv", "jsonl", "parquet")
-EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-              ".pq": "parquet"}  # fmt: skip
+EXTENSIONS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 STDIO = "-"
 # pyarrow's CSV defaults, for locating a failed row in Python.
 CSV_NULLS = frozenset(
-    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-     "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
-)  # fmt: skip
+    (
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "n/a",
+        "nan",
+        "null",
+    )
+)
 CSV_BOOLS = frozenset(("1", "0", "true", "false", "True", "False", "TRUE", "FALSE"))
 _FIRST_BLOCK = 1 << 20
 _TYPE_NAMES = {"int64": "long", "int32": "integer", "bool": "boolean"}  # arrow -> signature
@@ -93,11 +115,18 @@ def arrow_type(name: str) -> Any:
     """
     pa = pyarrow()
     table = {
-        "boolean": pa.bool_(), "integer": pa.int32(), "long": pa.int64(),
-        "float": pa.float32(), "double": pa.float64(), "string": pa.string(),
-        "binary": pa.binary(), "datetime": pa.string(), "str": pa.string(),
-        "bool": pa.bool_(), "float16": pa.float32(),
-    }  # fmt: skip
+        "boolean": pa.bool_(),
+        "integer": pa.int32(),
+        "long": pa.int64(),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "string": pa.string(),
+        "binary": pa.binary(),
+        "datetime": pa.string(),
+        "str": pa.string(),
+        "bool": pa.bool_(),
+        "float16": pa.float32(),
+    }
     return table[name] if name in table else pa.from_numpy_dtype(name)
 
 

@@ -127,9 +127,18 @@ def pin(names: Iterable[str]) -> list[str]:
 
 # Import names that differ from their distribution's name, for the common frameworks: looking
 # these up directly spares a scan of every installed distribution's file list (~150 ms).
-_KNOWN = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "yaml": "PyYAML", "PIL": "Pillow",
-          "cv2": "opencv-python", "google": "protobuf", "dateutil": "python-dateutil",
-          "lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
+_KNOWN = {
+    "sklearn": "scikit-learn",
+    "skl2onnx": "skl2onnx",
+    "yaml": "PyYAML",
+    "PIL": "Pillow",
+    "cv2": "opencv-python",
+    "google": "protobuf",
+    "dateutil": "python-dateutil",
+    "lightgbm": "lightgbm",
+    "xgboost": "xgboost",
+    "catboost": "catboost",
+}
 
 
 def _distributions_of(module: str) -> list[str]:

@@ -79,9 +79,7 @@ class Manifest:
         d: dict[str, Any] = {
             "format_version": self.format_version,
             "model_id": self.model_id,
-            "created_at": self.created_at.astimezone(_dt.UTC).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            ),
+            "created_at": self.created_at.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "modelpack_version": self.modelpack_version,
             "flavor": self.flavor,
             "flavors": {k: dict(v) for k, v in self.flavors.items()},

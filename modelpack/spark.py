@@ -34,20 +34,39 @@ __all__ = ["spark_udf"]
 
 _ARCHIVE_ROOT = "package"
 _COLUMN_TYPES = {
-    "boolean": "BooleanType", "integer": "IntegerType", "long": "LongType",
-    "float": "FloatType", "double": "DoubleType", "string": "StringType",
-    "binary": "BinaryType", "datetime": "TimestampType",
-}  # fmt: skip
+    "boolean": "BooleanType",
+    "integer": "IntegerType",
+    "long": "LongType",
+    "float": "FloatType",
+    "double": "DoubleType",
+    "string": "StringType",
+    "binary": "BinaryType",
+    "datetime": "TimestampType",
+}
 _TENSOR_TYPES = {
-    "bool": "BooleanType", "int8": "ByteType", "int16": "ShortType", "int32": "IntegerType",
-    "int64": "LongType", "uint8": "ShortType", "uint16": "IntegerType", "uint32": "LongType",
-    "uint64": "LongType", "float16": "FloatType", "float32": "FloatType",
-    "float64": "DoubleType", "str": "StringType",
-}  # fmt: skip
+    "bool": "BooleanType",
+    "int8": "ByteType",
+    "int16": "ShortType",
+    "int32": "IntegerType",
+    "int64": "LongType",
+    "uint8": "ShortType",
+    "uint16": "IntegerType",
+    "uint32": "LongType",
+    "uint64": "LongType",
+    "float16": "FloatType",
+    "float32": "FloatType",
+    "float64": "DoubleType",
+    "str": "StringType",
+}
 _NUMPY_TYPES = {
-    "BooleanType": "bool", "ByteType": "int8", "ShortType": "int16", "IntegerType": "int32",
-    "LongType": "int64", "FloatType": "float32", "DoubleType": "float64",
-}  # fmt: skip
+    "BooleanType": "bool",
+    "ByteType": "int8",
+    "ShortType": "int16",
+    "IntegerType": "int32",
+    "LongType": "int64",
+    "FloatType": "float32",
+    "DoubleType": "float64",
+}
 
 
 def spark_udf(
