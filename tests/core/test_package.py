@@ -186,8 +186,11 @@ def test_missing_package_and_non_package(tmp_path):
 
 
 def test_unknown_uri_schemes_are_refused():
-    with pytest.raises(InvalidArgument, match=r"Unsupported URI 'http://example.com/model'\. "
-                       r"Supported: a local path, file://, runs:/"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"Unsupported URI 'http://example.com/model'\. "
+        r"Supported: a local path, file://, runs:/",
+    ):
         modelpack.load("http://example.com/model")
 
 

@@ -153,8 +153,10 @@ def test_delete_version_guarded_by_stage_and_alias(client, churn):
     assert client.register_model(client.get_model_version("Churn", 2).storage_location,
                                  "Churn").version == 4  # numbers are never reused  # fmt: skip
     history = client.get_model_history("Churn")
-    assert [(h.version, h.action) for h in history if h.action == "delete"] == [(3, "delete"),
-                                                                                 (1, "delete")]
+    assert [(h.version, h.action) for h in history if h.action == "delete"] == [
+        (3, "delete"),
+        (1, "delete"),
+    ]
 
 
 def test_delete_registered_model_keeps_history(client, churn):
@@ -190,8 +192,11 @@ def test_models_uris_resolve(client, churn, xy, forest, tracking_env):
         assert str(path) == client.get_model_version("Churn", version).storage_location
     pack = modelpack.load("models:/Churn/Production")
     np.testing.assert_array_equal(pack.predict(xy[0]), forest.predict(xy[0]))
-    with pytest.raises(NotFound, match=r"Registered model 'Churn' has no version in stage "
-                       r"'Staging'\. Versions: 1 \(None\), 2 \(Production\), 3 \(None\)\."):
+    with pytest.raises(
+        NotFound,
+        match=r"Registered model 'Churn' has no version in stage "
+        r"'Staging'\. Versions: 1 \(None\), 2 \(Production\), 3 \(None\)\.",
+    ):
         modelpack.load("models:/Churn/Staging")
     with pytest.raises(InvalidArgument, match="Malformed model URI"):
         modelpack.load("models:/")

@@ -30,7 +30,9 @@ def test_log_register_and_resolve_through_s3(s3_client, forest, xy, tmp_path):
     keys = _keys(endpoint, bucket)
     assert any(k.endswith("/artifacts/model/modelpack.yaml") for k in keys)
     assert any(k.startswith("team/registry/") and k.endswith("modelpack.yaml") for k in keys)
-    assert info.registered_model_version.storage_location.startswith(f"s3://{bucket}/team/registry/")
+    assert info.registered_model_version.storage_location.startswith(
+        f"s3://{bucket}/team/registry/"
+    )
 
     client.transition_model_version_stage("Churn", 1, "Production")
     first = client.resolve("models:/Churn/Production")
