@@ -62,6 +62,8 @@ class RegistryMixin:
 
     def _begin(self) -> Any: ...
 
+    def _begin_durable(self) -> Any: ...
+
     def _connect(self) -> Any: ...
 
     # ------------------------------------------------------------------ rows to entities
@@ -237,7 +239,7 @@ class RegistryMixin:
         self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> RegisteredModel:
         try:
-            with self._begin() as conn:
+            with self._begin_durable() as conn:
                 row = self._insert_model(conn, name, description, tags)
                 return self._registered_model(conn, row)
         except sa.exc.IntegrityError:
@@ -293,7 +295,7 @@ class RegistryMixin:
         return table, joined
 
     def update_registered_model(self, name: str, description: str) -> RegisteredModel:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             conn.execute(
                 t.registered_models.update()
@@ -308,7 +310,7 @@ class RegistryMixin:
     def rename_registered_model(self, name: str, new_name: str, user_id: str) -> RegisteredModel:
         _validate.name(new_name, "New registered model name")
         try:
-            with self._begin() as conn:
+            with self._begin_durable() as conn:
                 rm = self._rm_row(conn, name)
                 conn.execute(
                     t.registered_models.update()
@@ -322,7 +324,7 @@ class RegistryMixin:
             raise AlreadyExists(f"Registered model {new_name!r} already exists.") from None
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name, lock=True)
             tag = t.registered_model_tags
             conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
@@ -335,14 +337,14 @@ class RegistryMixin:
             )
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             tag = t.registered_model_tags
             conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
 
     def delete_registered_model(self, name: str, user_id: str, force: bool = False) -> list[str]:
         """Delete the model and its versions; returns their storage locations to clean up."""
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             rows = conn.execute(
                 sa.select(t.model_versions).where(t.model_versions.c.model == rm.id)
@@ -387,7 +389,7 @@ class RegistryMixin:
         description = _validate.text(description or "", "Description")
         for attempt in range(_RETRIES):
             try:
-                with self._begin() as conn:
+                with self._begin_durable() as conn:
                     rm = conn.execute(
                         sa.select(t.registered_models).where(t.registered_models.c.name == name)
                     ).one_or_none()
@@ -557,7 +559,7 @@ class RegistryMixin:
             return self._versions(conn, [row], {rm.id: rm.name})[0]
 
     def update_model_version(self, name: str, version: Any, description: str) -> ModelVersion:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             row = self._version_row(conn, rm, version)
             conn.execute(
@@ -569,7 +571,7 @@ class RegistryMixin:
         return self.get_model_version(name, version)
 
     def set_model_version_tag(self, name: str, version: Any, key: str, value: Any) -> None:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name, lock=True)
             row = self._version_row(conn, rm, version)
             tag = t.model_version_tags
@@ -585,7 +587,7 @@ class RegistryMixin:
             )
 
     def delete_model_version_tag(self, name: str, version: Any, key: str) -> None:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             row = self._version_row(conn, rm, version)
             tag = t.model_version_tags
@@ -607,7 +609,7 @@ class RegistryMixin:
     ) -> ModelVersion:
         stage = canonical_stage(stage)
         mv = t.model_versions
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             row = self._version_row(conn, rm, version)
             if archive_existing_versions and stage in ("Staging", "Production"):
@@ -645,7 +647,7 @@ class RegistryMixin:
         self, name: str, alias: str, version: Any, user_id: str, comment: str | None = None
     ) -> None:
         alias = alias_name(alias)
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             row = self._version_row(conn, rm, version)
             old = conn.execute(
@@ -672,7 +674,7 @@ class RegistryMixin:
             self._touch(conn, rm)
 
     def delete_registered_model_alias(self, name: str, alias: str, user_id: str) -> None:
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             old = conn.execute(
                 sa.select(t.aliases.c.version).where(
@@ -731,7 +733,7 @@ class RegistryMixin:
         self, name: str, version: Any, user_id: str, force: bool = False
     ) -> str:
         """Delete one version; returns its storage location for the caller to clean up."""
-        with self._begin() as conn:
+        with self._begin_durable() as conn:
             rm = self._rm_row(conn, name)
             row = self._version_row(conn, rm, version)
             if not force:

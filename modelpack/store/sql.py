@@ -8,10 +8,11 @@ it is behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -99,6 +100,26 @@ class SqlStore(RegistryMixin):
 
     def _begin(self) -> Any:
         return self.engine.begin()
+
+    @contextlib.contextmanager
+    def _begin_durable(self) -> Iterator[sa.Connection]:
+        """A transaction whose commit survives a power loss, for the registry's records.
+
+        SQLite runs WAL with synchronous=NORMAL, which is crash-safe for the process but may
+        lose the last commits to an OS crash; the registry is the system of record, so its
+        writes commit with synchronous=FULL. PostgreSQL commits durably already.
+        """
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            raw = conn.connection.driver_connection if sqlite else None
+            if raw is not None:  # on the driver: a pragma through SQLAlchemy would autobegin
+                raw.execute("PRAGMA synchronous=FULL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA synchronous=NORMAL")
 
     def _connect(self) -> Any:
         return self.engine.connect()

@@ -204,3 +204,19 @@ def test_models_uris_resolve(client, churn, xy, forest, tracking_env):
         modelpack.load("models:/Churn/champion")
     with pytest.raises(NotFound, match="Registered model 'Nope' does not exist"):
         modelpack.load("models:/Nope/1")
+
+
+def test_registry_writes_commit_durably_on_sqlite(tmp_path):
+    import sqlalchemy as sa
+
+    client = modelpack.Client(f"sqlite:///{tmp_path / 'r.db'}", str(tmp_path / "a"))
+    store = client.store
+    try:
+        with store._begin_durable() as conn:
+            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 2  # FULL
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 1  # NORMAL again
+    finally:
+        from modelpack.store import _engine
+
+        _engine.dispose(client.tracking_uri)
