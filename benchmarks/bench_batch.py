@@ -44,6 +44,8 @@ import threading
 import time
 from pathlib import Path
 
+from _report import table, verdict
+
 N_FEATURES = 20
 RAW_RATIO_TARGET = 0.9
 RSS_LIMIT_MIB = 1024
@@ -69,20 +71,6 @@ with open(sys.argv[1], "rb") as f:
 # cloudpickle, as modelpack's package (MLflow 3's default is skops).
 mlflow.sklearn.save_model(model, sys.argv[2], serialization_format="cloudpickle")
 """
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    sys.stdout.flush()
 
 
 # ----------------------------------------------------------------------------- measuring

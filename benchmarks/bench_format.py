@@ -35,6 +35,8 @@ import uuid
 from functools import partial
 from pathlib import Path
 
+from _report import table, verdict
+
 # ----------------------------------------------------------------------------- targets
 
 IMPORT_TARGET_S = 0.1
@@ -47,10 +49,6 @@ PREDICT_BIG_TARGET_PCT = 5.0  # every flavor, 10,000 rows
 
 def median(values):
     return statistics.median(values)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def run_child(code: str, env: dict | None = None) -> str:
@@ -74,16 +72,6 @@ def wall_seconds(code: str, env: dict | None = None) -> float:
     t0 = time.perf_counter()
     run_child(code, env)
     return time.perf_counter() - t0
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    sys.stdout.flush()
 
 
 def ms(s: float) -> str:

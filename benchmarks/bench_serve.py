@@ -50,6 +50,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from _report import table, verdict
+
 # ----------------------------------------------------------------------------- targets
 
 RF_THROUGHPUT_VS_MLFLOW = 10.0  # RF at 64 connections: >= 10x MLflow's requests/s
@@ -60,20 +62,6 @@ COLUMNS = [f"f{i}" for i in range(N_FEATURES)]
 MLFLOW_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    sys.stdout.flush()
 
 
 def ms(seconds: float) -> str:

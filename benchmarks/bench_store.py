@@ -34,13 +34,14 @@ import platform
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from _report import table, verdict
 
 # ----------------------------------------------------------------------------- targets
 
@@ -61,10 +62,6 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def fmt(s: float | None) -> str:
     if s is None:
         return "-"
@@ -77,16 +74,6 @@ def fmt(s: float | None) -> str:
 
 def ratio(mlflow: float | None, mp: float) -> str:
     return "-" if mlflow is None else f"{mlflow / mp:.1f}x"
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    sys.stdout.flush()
 
 
 def timed(fn: Callable[[], Any], n: int) -> list[float]:
