@@ -56,8 +56,7 @@ def resolve(client: Client, uri: str) -> Path:
 
     if uri.startswith("models:/"):
         version = model_version_for(client, uri)
-        sha = client.store.get_model_version_manifest_sha(version.name, version.version)
-        return _fetch(version.storage_location, "", version.model_id, sha)
+        return _fetch(version.storage_location, "", version.model_id, version.manifest_sha256)
     if uri.startswith("runs:/"):
         m = _RUNS.match(uri)
         if not m:

@@ -140,6 +140,7 @@ class ModelVersion(_Dict):
     user_id: str
     storage_location: str
     status: str = "READY"
+    manifest_sha256: str = ""  # of modelpack.yaml: with model_id, the cache key of the package
 
     @property
     def current_stage(self) -> str:  # MLflow's name for the same thing

@@ -112,6 +112,7 @@ class RegistryMixin:
                 updated_at=_at_ms(r.last_updated_time),
                 user_id=r.user_id,
                 storage_location=r.storage_location,
+                manifest_sha256=r.manifest_sha256,
                 status=r.status,
             )
             for r in rows
@@ -454,11 +455,6 @@ class RegistryMixin:
         with self._connect() as conn:
             rm = self._rm_row(conn, name)
             return self._versions(conn, [self._version_row(conn, rm, version)], {rm.id: rm.name})[0]
-
-    def get_model_version_manifest_sha(self, name: str, version: Any) -> str:
-        with self._connect() as conn:
-            rm = self._rm_row(conn, name)
-            return str(self._version_row(conn, rm, version).manifest_sha256)
 
     def search_model_versions(
         self,
