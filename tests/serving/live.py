@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 HOST = "127.0.0.1"
 START_DEADLINE_S = 60.0
@@ -118,7 +118,7 @@ class LiveServer:
     def wait_ready(self, deadline: float) -> LiveServer:
         """Poll /ready until 200 (relaunching on a lost port race) or fail with the log."""
         assert self.proc is not None, "launch() first"
-        with httpx.Client(timeout=2.0) as http:
+        with httpx2.Client(timeout=2.0) as http:
             while True:
                 code = self.proc.poll()
                 if code is not None:
@@ -133,7 +133,7 @@ class LiveServer:
                 try:
                     if http.get(f"{self.url}/ready").status_code == 200:
                         return self
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     pass
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{self.label} not ready in time:\n{self.logs()}")
@@ -172,7 +172,7 @@ class LiveServer:
         """/metrics as ``{(sample name, sorted labels): value}``."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        response = httpx.get(f"{self.url}/metrics", timeout=5.0)
+        response = httpx2.get(f"{self.url}/metrics", timeout=5.0)
         assert response.status_code == 200, response.text
         out = {}
         for family in text_string_to_metric_families(response.text):

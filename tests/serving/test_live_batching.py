@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,9 +40,9 @@ def _body(rows: np.ndarray, form: str) -> dict:
     return {"inputs": {c: rows[:, i].tolist() for i, c in enumerate(COLUMNS)}}
 
 
-async def _send_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
+async def _send_all(url: str, bodies: list[dict]) -> list[httpx2.Response]:
+    limits = httpx2.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx2.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
         calls = [http.post("/invocations", json=b) for b in bodies]
         return await asyncio.wait_for(asyncio.gather(*calls), 60)
 
@@ -92,7 +92,7 @@ def test_a_request_larger_than_the_batch_runs_alone(servers):
     server, pack = servers["batched"], servers["pack"]
     rows = np.random.default_rng(3).normal(size=(40, 6))
     before = batch_histogram(server.metrics())
-    response = httpx.post(f"{server.url}/invocations", json=_body(rows, "split"), timeout=10)
+    response = httpx2.post(f"{server.url}/invocations", json=_body(rows, "split"), timeout=10)
     after = batch_histogram(server.metrics())
     assert response.status_code == 200, response.text
     np.testing.assert_array_equal(np.asarray(response.json()["predictions"]), _expected(pack, rows))

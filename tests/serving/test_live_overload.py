@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from live import LiveServer, running, sleepy_model
@@ -35,12 +35,12 @@ def servers(tmp_path_factory):
         yield found
 
 
-def _invoke(http: httpx.Client, url: str, rows: list[list[float]]) -> httpx.Response:
+def _invoke(http: httpx2.Client, url: str, rows: list[list[float]]) -> httpx2.Response:
     return http.post(f"{url}/invocations", json={"inputs": rows})
 
 
 def _assert_serves_normally(server: LiveServer) -> None:
-    with httpx.Client(timeout=10) as http:
+    with httpx2.Client(timeout=10) as http:
         assert http.get(f"{server.url}/health").json()["status"] == "ok"
         assert http.get(f"{server.url}/ready").status_code == 200
         response = _invoke(http, server.url, [[0.0, 5.0], [0.0, -1.5]])
@@ -48,10 +48,10 @@ def _assert_serves_normally(server: LiveServer) -> None:
         assert response.json() == {"predictions": [5.0, -1.5]}
 
 
-async def _flood(url: str, n: int) -> list[tuple[httpx.Response, float, int]]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+async def _flood(url: str, n: int) -> list[tuple[httpx2.Response, float, int]]:
+    async with httpx2.AsyncClient(base_url=url, timeout=30) as http:
 
-        async def one(i: int) -> tuple[httpx.Response, float, int]:
+        async def one(i: int) -> tuple[httpx2.Response, float, int]:
             started = time.perf_counter()
             response = await http.post("/invocations", json={"inputs": [[0.4, float(i)]]})
             return response, time.perf_counter() - started, i
@@ -84,7 +84,7 @@ def test_a_full_queue_answers_503_at_once_and_the_server_recovers(servers):
 
 def test_a_slow_prediction_answers_504_and_the_server_keeps_serving(servers):
     server = servers["timeout"]
-    with httpx.Client(timeout=10) as http:
+    with httpx2.Client(timeout=10) as http:
         started = time.perf_counter()
         response = _invoke(http, server.url, [[0.4, 1.0]])
         elapsed = time.perf_counter() - started
@@ -101,7 +101,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(servers):
 
     def call() -> None:
         try:
-            with httpx.Client(timeout=10) as http:
+            with httpx2.Client(timeout=10) as http:
                 result["response"] = _invoke(http, server.url, [[0.8, 2.0]])
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             result["error"] = exc
@@ -114,7 +114,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(servers):
     assert not thread.is_alive()
     assert "error" not in result, (result, server.logs())
     response = result["response"]
-    assert isinstance(response, httpx.Response)
+    assert isinstance(response, httpx2.Response)
     assert response.status_code == 200, response.text
     assert response.json() == {"predictions": [2.8]}
     assert server.wait_exit(10) == 0, server.logs()

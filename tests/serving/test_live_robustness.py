@@ -8,7 +8,7 @@ import random
 import threading
 import time
 
-import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,7 +45,7 @@ def _valid_body(rows: np.ndarray = ROWS) -> bytes:
 def assert_still_serving(server: LiveServer, rows: np.ndarray = ROWS) -> None:
     """A valid request answers exactly what the package predicts (and v2 too)."""
     expected = np.asarray(server.pack.predict(pd.DataFrame(rows, columns=COLUMNS)))
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
         )
@@ -61,7 +61,7 @@ def assert_still_serving(server: LiveServer, rows: np.ndarray = ROWS) -> None:
         np.testing.assert_array_equal(np.asarray(out["data"]).reshape(out["shape"]), expected)
 
 
-def _error(response: httpx.Response, status: int, v2: bool = False) -> str:
+def _error(response: httpx2.Response, status: int, v2: bool = False) -> str:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()
@@ -78,7 +78,7 @@ def _error(response: httpx.Response, status: int, v2: bool = False) -> str:
 def test_body_over_the_limit_with_content_length_is_413(server):
     body = b'{"inputs": [' + b"1.0, " * 400 + b"1.0]}"
     assert len(body) > 1024
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=body, headers={"Content-Type": "application/json"}
         )
@@ -101,7 +101,7 @@ def test_streamed_body_over_the_limit_without_content_length_is_413(server):
             sent.append(256)
             yield b" " * 256
 
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=chunks(), headers={"Content-Type": "application/json"}
         )
@@ -122,7 +122,7 @@ def test_streamed_body_over_the_limit_without_content_length_is_413(server):
 
 def test_deeply_nested_json_is_400(server):
     body = '{"inputs": ' + "[" * 100 + "1" + "]" * 100 + "}"
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=body, headers={"Content-Type": "application/json"}
         )
@@ -135,7 +135,7 @@ def test_deeply_nested_json_is_400(server):
 
 def test_too_many_rows_is_413(server):
     rows = np.zeros((11, 6), dtype=int)
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
         )
@@ -153,7 +153,7 @@ def test_too_many_rows_is_413(server):
 def test_v2_shape_implying_10_to_the_30_elements_is_413_before_allocation(server):
     shape = [10**10, 10**10, 10**10]
     request = {"inputs": [{"name": "f0", "shape": shape, "datatype": "FP64", "data": [1.0]}]}
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(V2_INFER, json=request)
     assert _error(response, 413, v2=True) == (
         f"input 'f0': shape {shape} means {10**30} elements; this server accepts at most 50000000."
@@ -162,7 +162,7 @@ def test_v2_shape_implying_10_to_the_30_elements_is_413_before_allocation(server
 
 
 def test_unsupported_charset_and_content_type_are_415(server):
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations",
             content=_valid_body(),
@@ -207,7 +207,7 @@ def test_clients_trickling_their_bodies_do_not_block_others(server):
     time.sleep(0.2)  # the slow uploads have begun
     latencies = []
     started_all = time.monotonic()
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         for _ in range(10):
             started = time.monotonic()
             response = http.post(
@@ -398,7 +398,7 @@ def _malformed_v2(rng: random.Random) -> tuple[bytes, dict[str, str]]:
 def test_fuzz_malformed_requests_get_json_4xx_and_the_server_survives(server):
     rng = random.Random(20240601)
     seen: dict[int, int] = {}
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         for i in range(300):
             v2 = i % 3 == 2
             if v2:
@@ -427,7 +427,7 @@ def test_the_model_failing_is_500_without_details(server):
     # 1e300 is a valid double, but the forest computes in float32 and refuses it.
     rows = ROWS.copy()
     rows[0, 0] = 1e300
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
         )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 from live import HOST, LiveServer, constant_model, running
 
@@ -45,7 +45,7 @@ class Load:
     def _run(self, i: int) -> None:
         deadline = time.monotonic() + LOAD_DEADLINE_S
         v2 = i == 3  # one client speaks the Open Inference Protocol, the others MLflow's
-        with httpx.Client(base_url=self.url, timeout=10) as http:
+        with httpx2.Client(base_url=self.url, timeout=10) as http:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 try:
                     if v2:
@@ -161,16 +161,16 @@ def test_hot_swap_and_rollback_under_load_with_zero_failures(tracking_env, clien
 
         client.transition_model_version_stage(NAME, 3, "Production", archive_existing_versions=True)
         wait_until(
-            lambda: "last_reload_error" in httpx.get(f"{server.url}/health").json(),
+            lambda: "last_reload_error" in httpx2.get(f"{server.url}/health").json(),
             "v3 to fail",
             server,
         )
-        health = httpx.get(f"{server.url}/health").json()
+        health = httpx2.get(f"{server.url}/health").json()
         assert health["version"] == "1"
         assert health["last_reload_error"]["version"] == "3"
         assert "RuntimeError" in health["last_reload_error"]["error"], health
         assert f"{BROKEN_ENV} is set" in health["last_reload_error"]["error"], health
-        version = httpx.get(f"{server.url}/version").json()
+        version = httpx2.get(f"{server.url}/version").json()
         assert version["version"] == "1"
         assert version["last_reload_error"] == health["last_reload_error"]
         metrics = server.metrics()
@@ -194,13 +194,13 @@ def test_hot_swap_and_rollback_under_load_with_zero_failures(tracking_env, clien
         client.transition_model_version_stage(NAME, 4, "Production", archive_existing_versions=True)
         wait_until(
             lambda: (
-                httpx.get(f"{server.url}/health").json().get("last_reload_error", {}).get("version")
+                httpx2.get(f"{server.url}/health").json().get("last_reload_error", {}).get("version")
                 == "4"
             ),
             "v4 to fail",
             server,
         )
-        error = httpx.get(f"{server.url}/version").json()["last_reload_error"]["error"]
+        error = httpx2.get(f"{server.url}/version").json()["last_reload_error"]["error"]
         assert error.startswith("IntegrityError: "), error
         assert "model/python_model.pkl" in error, error
         assert server.metrics()[("modelpack_model_reload_failures_total", ())] == 2

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 
-import httpx
+import httpx2
 import numpy as np
 from live import LiveServer, running
 
@@ -15,11 +15,11 @@ import modelpack
 LOAD_SECONDS = "modelpack_model_load_seconds"
 
 
-async def _fresh_connections(url: str, requests: list[dict | None]) -> list[httpx.Response]:
+async def _fresh_connections(url: str, requests: list[dict | None]) -> list[httpx2.Response]:
     """Each request on a connection of its own, all at once, so that both workers accept some."""
 
-    async def one(body: dict | None) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+    async def one(body: dict | None) -> httpx2.Response:
+        async with httpx2.AsyncClient(base_url=url, timeout=20) as http:
             if body is None:
                 return await http.get("/metrics")
             return await http.post("/invocations", json=body)
