@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +37,10 @@ def test_run_context_manager_logs_everything(tracking_env, forest, xy, tmp_path)
     assert got.data.metrics == {"accuracy": 0.93, "f1": 0.9}
     tags = got.data.tags
     assert tags["team"] == "risk" and tags["stage"] == "dev"
-    assert tags["modelpack.user"] and tags["modelpack.source.name"]
-    assert "modelpack.source.git.commit" in tags or not os.path.isdir(".git")
+    assert tags["modelpack.user"]
+    # pytest is __main__ here, wherever it is installed: the source is the caller, this file.
+    assert tags["modelpack.source.name"] == str(Path(__file__).resolve())
+    assert tags.get("modelpack.source.git.commit") == _git_head(Path(__file__).parent)
     assert client.get_experiment(got.info.experiment_id).name == "churn"
     assert info.model_uri == f"runs:/{run.info.run_id}/model"
     assert info.registered_model_version.version == 1 and info.model_id
@@ -43,6 +48,44 @@ def test_run_context_manager_logs_everything(tracking_env, forest, xy, tmp_path)
     np.testing.assert_array_equal(pack.predict(xy[0]), forest.predict(xy[0]))
     assert [f.path for f in client.list_artifacts(run.info.run_id, "reports")] == [
         "reports/cm.txt"]  # fmt: skip
+
+
+def _git_head(folder: Path) -> str | None:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+TRAIN = """
+import modelpack
+with modelpack.start_run() as run:
+    pass
+tags = modelpack.Client().get_run(run.info.run_id).data.tags
+print(tags["modelpack.source.name"], tags.get("modelpack.source.git.commit"))
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "exec"])
+def test_source_and_commit_come_from_the_users_script(tmp_path, how):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(TRAIN)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "train.py"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "train"], cwd=repo, check=True)
+    elsewhere = tmp_path / "elsewhere"  # the working directory is not the repository
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPACK_")}
+    env["MODELPACK_TRACKING_URI"] = f"sqlite:///{tmp_path / 'store' / 'modelpack.db'}"
+    script = str(repo / "train.py")
+    # "exec": a runner is __main__ and runs the script's code, as a notebook or an IDE does.
+    run = f"p = {script!r}; exec(compile(open(p).read(), p, 'exec'))"
+    argv = [script] if how == "script" else ["-c", run]
+    out = subprocess.run([sys.executable, *argv], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    name, commit = out.stdout.split()
+    assert name == str((repo / "train.py").resolve())
+    assert commit == _git_head(repo) and len(commit) == 40
 
 
 def test_failed_block_marks_the_run_failed(tracking_env):
