@@ -52,7 +52,7 @@ def matches(obj: Any) -> bool:
     return isinstance(obj, str | os.PathLike) and str(obj).endswith(".onnx") and Path(obj).is_file()
 
 
-def requirements(obj: Any) -> list[str]:
+def requirements(obj: Any, config: Mapping[str, Any]) -> list[str]:
     """Distributions a saved ONNX model needs at load."""
     return ["onnx", "onnxruntime", "numpy"]
 

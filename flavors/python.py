@@ -114,5 +114,5 @@ def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
     return predict
 
 
-def requirements(model: Any) -> list[str]:
+def requirements(model: Any, config: Mapping[str, Any]) -> list[str]:
     return ["cloudpickle", "numpy"]

@@ -90,5 +90,6 @@ def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
     return predict
 
 
-def requirements(model: Any) -> list[str]:
-    return ["scikit-learn", "cloudpickle", "numpy"]
+def requirements(model: Any, config: Mapping[str, Any]) -> list[str]:
+    """Distributions loading needs: scikit-learn and the serializer ``save`` used."""
+    return ["scikit-learn", config.get("serialization", "cloudpickle"), "numpy"]

@@ -38,7 +38,7 @@ def matches(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def requirements(obj: Any) -> list[str]:
+def requirements(obj: Any, config: Mapping[str, Any]) -> list[str]:
     """Distributions a saved module needs at load."""
     return ["torch", "numpy"]
 

@@ -39,6 +39,8 @@ class Flavor(Protocol):
     ``predictor`` returns ``predict(data, params)``; ``data`` has already been checked against
     the signature: ``Columns`` for a column signature, a numpy array or a dict of them for a
     tensor signature, or the caller's data as given when the package has no signature.
+    ``requirements`` names the distributions loading needs, given the object and the config
+    ``save`` returned (which says how it was stored, e.g. pickled or with skops).
     """
 
     NAME: str
@@ -51,7 +53,7 @@ class Flavor(Protocol):
 
     def predictor(self, native: Any, config: Mapping[str, Any]) -> Predict: ...
 
-    def requirements(self, obj: Any) -> list[str]: ...
+    def requirements(self, obj: Any, config: Mapping[str, Any]) -> list[str]: ...
 
 
 @functools.cache

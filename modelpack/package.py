@@ -526,9 +526,9 @@ def _build(
             )
 
     if given_reqs is None:
-        flavor_reqs = list(module.requirements(model))
+        flavor_reqs = list(module.requirements(model, configs[module.NAME]))
         for extra in extra_modules:
-            flavor_reqs += extra.requirements(None)
+            flavor_reqs += extra.requirements(None, configs[extra.NAME])
         reqs = infer_requirements(model, flavor_reqs)
     else:
         reqs = list(given_reqs)

@@ -120,7 +120,7 @@ def test_save_proto_and_predict(tmp_path, x):
     np.testing.assert_allclose(predict(x, {}), x @ W + B, rtol=1e-6)
     # float64 and list input are cast to the graph's float
     np.testing.assert_allclose(predict(x.astype(np.float64).tolist(), {}), x @ W + B, rtol=1e-6)
-    assert flavor.requirements(affine_proto()) == ["onnx", "onnxruntime", "numpy"]
+    assert flavor.requirements(affine_proto(), config) == ["onnx", "onnxruntime", "numpy"]
 
 
 def test_external_data_is_copied_into_the_package(tmp_path, external_model, x):

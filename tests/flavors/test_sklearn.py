@@ -102,3 +102,19 @@ def test_requirements_include_third_party_estimator_modules(tmp_path, forest):
     assert "sklearn" in modules_of(forest)
     reqs = infer_requirements(forest, ["numpy"])
     assert [r.split("==")[0] for r in reqs] == ["numpy", "scikit-learn"]
+
+
+@pytest.mark.parametrize(
+    ("serialization", "pinned", "absent"),
+    [("skops", "skops", "cloudpickle"), ("cloudpickle", "cloudpickle", "skops")],
+)
+def test_requirements_pin_the_serializer_the_package_was_saved_with(
+    tmp_path, forest, serialization, pinned, absent
+):
+    from importlib.metadata import version
+
+    modelpack.save(forest, tmp_path / "p", serialization=serialization)
+    reqs = (tmp_path / "p" / "requirements.txt").read_text().split()
+    assert f"{pinned}=={version(pinned)}" in reqs
+    assert not [r for r in reqs if r.startswith(f"{absent}==")]
+    assert f"scikit-learn=={version('scikit-learn')}" in reqs
