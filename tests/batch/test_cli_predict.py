@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 from batchfiles import FEATURES, write_input
+from tolerances import FLOAT32
 
 import modelpack
 from modelpack.cli import main
@@ -85,7 +86,7 @@ def test_jsonl_stdin_to_stdout(packages, batch_frame, tmp_path, monkeypatch, cap
                                                         "prediction_1"]  # fmt: skip
     expected = modelpack.load(packages["torch"]).predict(batch_frame[FEATURES].to_numpy(np.float32))
     got = np.array([[r["prediction_0"], r["prediction_1"]] for r in records])
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got, expected, **FLOAT32)
     assert [r["name"] for r in records] == batch_frame["name"].tolist()
 
 

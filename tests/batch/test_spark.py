@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from batchfiles import FEATURES
+from tolerances import FLOAT32, FLOAT64, tolerance
 
 import modelpack
 
@@ -39,8 +40,8 @@ def test_udf_on_columns_by_position(flavor, spark, frame_df, packages, batch_fra
     udf = spark_udf(spark, str(packages[flavor]))
     got = _collect(frame_df.withColumn("prediction", udf(*FEATURES)), "prediction")
     expected = _native(flavor, modelpack.load(packages[flavor]), batch_frame)
-    # torch: (n, 2) logits -> array<float>; the others one double or long per row.
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    # torch: (n, 2) float32 logits -> array<float>; python one double, sklearn one long per row.
+    np.testing.assert_allclose(np.asarray(got), expected, **tolerance(expected))
 
 
 def test_udf_on_a_struct_by_name_with_several_outputs(spark, frame_df, packages, batch_frame):
@@ -53,8 +54,8 @@ def test_udf_on_a_struct_by_name_with_several_outputs(spark, frame_df, packages,
     rows = _collect(frame_df.select("id", udf(struct(*FEATURES)).alias("p")), "p")
     expected = _native("onnx", modelpack.load(packages["onnx"]), batch_frame)
     np.testing.assert_array_equal([r["label"] for r in rows], expected["label"])
-    np.testing.assert_allclose([r["probabilities"] for r in rows], expected["probabilities"],
-                               rtol=1e-6)  # fmt: skip
+    got = [r["probabilities"] for r in rows]
+    np.testing.assert_allclose(got, expected["probabilities"], **FLOAT32)
 
 
 def test_struct_columns_are_matched_by_name_and_cast(spark, packages, batch_frame):
@@ -69,7 +70,7 @@ def test_struct_columns_are_matched_by_name_and_cast(spark, packages, batch_fram
     got = _collect(df.select("id", udf(struct(*FEATURES[::-1])).alias("p")), "p")
     pack = modelpack.load(packages["sklearn_proba"])
     expected = pack.predict(batch_frame[FEATURES].astype(np.float32))
-    np.testing.assert_allclose(np.asarray(got), expected)
+    np.testing.assert_allclose(np.asarray(got), expected, **FLOAT64)
 
 
 def test_missing_column_fails_the_job_with_the_signature_message(spark, frame_df, packages):

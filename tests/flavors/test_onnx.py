@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from tolerances import FLOAT32
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -117,9 +118,9 @@ def test_save_proto_and_predict(tmp_path, x):
     assert config["path"] == "model/model.onnx" and (dest / "model" / "model.onnx").is_file()
     assert (config["opset"], config["input_names"], config["output_names"]) == (17, ["x"], ["y"])
     assert config["external_data"] == []
-    np.testing.assert_allclose(predict(x, {}), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(predict(x, {}), x @ W + B, **FLOAT32)
     # float64 and list input are cast to the graph's float
-    np.testing.assert_allclose(predict(x.astype(np.float64).tolist(), {}), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(predict(x.astype(np.float64).tolist(), {}), x @ W + B, **FLOAT32)
     assert flavor.requirements(affine_proto(), config) == ["onnx", "onnxruntime", "numpy"]
 
 
@@ -130,7 +131,7 @@ def test_external_data_is_copied_into_the_package(tmp_path, external_model, x):
     assert copied.read_bytes() == (external_model.parent / "weights.bin").read_bytes()
     shutil.rmtree(external_model.parent)  # the package stands alone
     predict = flavor.predictor(flavor.load(dest, config), config)
-    np.testing.assert_allclose(predict(x, {}), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(predict(x, {}), x @ W + B, **FLOAT32)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,7 @@ def test_load_options_reach_the_session(tmp_path, x):
     session = flavor.load(dest, config, **options)
     assert session.get_providers() == ["CPUExecutionProvider"]
     assert session.get_session_options().intra_op_num_threads == 1
-    np.testing.assert_allclose(predict(x, {}), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(predict(x, {}), x @ W + B, **FLOAT32)
 
 
 def test_several_inputs_from_columns_dicts_and_frames(tmp_path):
@@ -219,7 +220,7 @@ def test_several_inputs_from_columns_dicts_and_frames(tmp_path):
 def test_columns_feed_a_one_input_graph_as_a_matrix(tmp_path, x):
     _, _, predict = roundtrip(affine_proto(), tmp_path)
     columns = Columns({f"c{i}": x[:, i].astype(np.float64) for i in range(4)}, n_rows=len(x))
-    np.testing.assert_allclose(predict(columns, {}), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(predict(columns, {}), x @ W + B, **FLOAT32)
 
 
 def test_convert_random_forest_agrees_with_sklearn(tmp_path, forest):
@@ -236,7 +237,7 @@ def test_convert_random_forest_agrees_with_sklearn(tmp_path, forest):
     proto, options = flavor.convert(model, X[:5], predict_method="predict_proba")
     assert options == {"output_names": ["probabilities"]}
     _, _, predict = roundtrip(proto, tmp_path / "proba", **options)
-    np.testing.assert_allclose(predict(X, {}), model.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(predict(X, {}), model.predict_proba(X), **FLOAT32)
 
 
 def test_convert_float32_example_gives_a_float_graph(tmp_path, forest):
@@ -246,7 +247,7 @@ def test_convert_float32_example_gives_a_float_graph(tmp_path, forest):
     proto, options = flavor.convert(model, X[:5])
     assert proto.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     _, _, predict = roundtrip(proto, tmp_path, **options)
-    np.testing.assert_allclose(predict(X, {}).ravel(), model.predict(X), rtol=1e-5)
+    np.testing.assert_allclose(predict(X, {}).ravel(), model.predict(X), **FLOAT32)
 
 
 def test_convert_columns_follow_the_training_order(tmp_path, forest):
@@ -304,4 +305,4 @@ def test_public_api_onnx_file_with_external_data(tmp_path, external_model, x):
     shutil.rmtree(external_model.parent)
     pack = modelpack.load(tmp_path / "p")
     assert pack.flavor == "onnx"
-    np.testing.assert_allclose(pack.predict(x), x @ W + B, rtol=1e-6)
+    np.testing.assert_allclose(pack.predict(x), x @ W + B, **FLOAT32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import FLOAT32, tolerance
 
 import modelpack
 
@@ -61,13 +62,13 @@ def _python(xy, tmp_path):
 BUILDERS = {"sklearn": _sklearn, "torch": _torch, "onnx": _onnx, "python": _python}
 
 
-def _close(actual, expected, tol=1e-6):
+def _close(actual, expected):
     if isinstance(expected, dict):
         assert sorted(actual) == sorted(expected)
         for name in expected:
-            np.testing.assert_allclose(actual[name], expected[name], rtol=tol, atol=tol)
+            np.testing.assert_allclose(actual[name], expected[name], **tolerance(expected[name]))
     else:
-        np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
+        np.testing.assert_allclose(actual, expected, **tolerance(expected))
 
 
 def _head(out, n):
@@ -84,7 +85,7 @@ def test_round_trip(flavor, xy, tmp_path):
     expected = native(X)
     _close(pack.predict(X), expected)
     _close(pack.predict(X[:1]), _head(expected, 1))
-    _close(pack.predict(X[:4].tolist()), _head(expected, 4), tol=1e-5)
+    _close(pack.predict(X[:4].tolist()), _head(expected, 4))
     empty = pack.predict(X[:0])
     assert all(v.shape[0] == 0 for v in (empty.values() if isinstance(empty, dict) else [empty]))
     with pytest.raises(modelpack.SchemaError, match=r"expected shape \(-1, 6\), got \(2, 5\)"):
@@ -108,7 +109,7 @@ def test_sklearn_also_onnx_serves_without_unpickling(xy, tmp_path, forest):
     )
     assert proba.flavors["onnx"]["output_names"] == ["probabilities"]
     np.testing.assert_allclose(
-        modelpack.load(tmp_path / "q", flavor="onnx").predict(X), forest.predict_proba(X), atol=1e-6
+        modelpack.load(tmp_path / "q", flavor="onnx").predict(X), forest.predict_proba(X), **FLOAT32
     )
 
 

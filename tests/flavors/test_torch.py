@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from tolerances import CUDA_FLOAT32, FLOAT32
 
 torch = pytest.importorskip("torch")
 
@@ -127,10 +128,10 @@ def test_export_from_batch_one_example_has_dynamic_batch(tmp_path, X):
     assert config["path"] == "model/model.pt2"
     assert config["torch_version"] == torch.__version__
     for rows in (X[:1], X):
-        np.testing.assert_allclose(predict(rows, {}), eager(model, rows), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(predict(rows, {}), eager(model, rows), **FLOAT32)
     # The loaded native object is a callable module, as a user would unwrap it.
     out = native(torch.as_tensor(X, dtype=torch.float32))
-    np.testing.assert_allclose(out.detach().numpy(), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), eager(model, X), **FLOAT32)
 
 
 def test_export_checks_feature_shape(tmp_path, X):
@@ -143,14 +144,14 @@ def test_without_example_saves_torchscript(tmp_path, X):
     model = mlp()
     config, _, predict = roundtrip(model, tmp_path)
     assert (config["format"], config["path"]) == ("torchscript", "model/model.pt")
-    np.testing.assert_allclose(predict(X, {}), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(X, {}), eager(model, X), **FLOAT32)
 
 
 def test_unscriptable_module_without_example_is_pickled(tmp_path, X):
     model = VarArgs()
     config, _, predict = roundtrip(model, tmp_path)
     assert config["format"] == "pickle"
-    np.testing.assert_allclose(predict(X, {}), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(X, {}), eager(model, X), **FLOAT32)
 
 
 def test_export_failure_falls_back_to_torchscript(tmp_path, X):
@@ -158,7 +159,7 @@ def test_export_failure_falls_back_to_torchscript(tmp_path, X):
     config, _, predict = roundtrip(model, tmp_path, example=X[:2])
     assert config["format"] == "torchscript"
     for rows in (np.abs(X), -np.abs(X)):  # both branches survive
-        np.testing.assert_allclose(predict(rows, {}), eager(model, rows), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(predict(rows, {}), eager(model, rows), **FLOAT32)
 
 
 @pytest.mark.parametrize("fmt", ["export", "torchscript", "pickle"])
@@ -166,7 +167,7 @@ def test_format_can_be_forced(tmp_path, X, fmt):
     model = mlp()
     config, _, predict = roundtrip(model, tmp_path, example=X[:3], format=fmt)
     assert config["format"] == fmt
-    np.testing.assert_allclose(predict(X, {}), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(X, {}), eager(model, X), **FLOAT32)
 
 
 def test_forced_format_that_fails_says_why(tmp_path, X):
@@ -209,7 +210,7 @@ def test_tuple_output_becomes_dict(tmp_path, X, fmt):
     got, want = predict(X, {}), eager(model, X)
     assert sorted(got) == ["output_0", "output_1"]
     for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got[key], want[key], **FLOAT32)
 
 
 def test_dict_output_stays_named(tmp_path, X):
@@ -219,7 +220,7 @@ def test_dict_output_stays_named(tmp_path, X):
     got, want = predict(X, {}), eager(model, X)
     assert sorted(got) == ["best", "logits"]
     np.testing.assert_array_equal(got["best"], want["best"])
-    np.testing.assert_allclose(got["logits"], want["logits"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["logits"], want["logits"], **FLOAT32)
 
 
 def test_dict_example_means_keyword_inputs(tmp_path):
@@ -230,14 +231,14 @@ def test_dict_example_means_keyword_inputs(tmp_path):
     assert config["format"] == "export"
     with torch.no_grad():
         want = model(**{k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.items()})
-    np.testing.assert_allclose(predict(data, {}), want.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(data, {}), want.numpy(), **FLOAT32)
 
 
 def test_columns_input_becomes_one_matrix(tmp_path, X):
     model = mlp()
     _, _, predict = roundtrip(model, tmp_path, example=X[:2])
     columns = Columns({f"f{i}": X[:, i] for i in range(20)}, n_rows=len(X))
-    np.testing.assert_allclose(predict(columns, {}), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(columns, {}), eager(model, X), **FLOAT32)
 
 
 def test_predict_accepts_lists_and_read_only_arrays(tmp_path, X):
@@ -245,8 +246,8 @@ def test_predict_accepts_lists_and_read_only_arrays(tmp_path, X):
     _, _, predict = roundtrip(model, tmp_path, format="torchscript")
     frozen = np.asfortranarray(X)
     frozen.flags.writeable = False
-    np.testing.assert_allclose(predict(frozen, {}), eager(model, X), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(predict(X.tolist(), {}), eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predict(frozen, {}), eager(model, X), **FLOAT32)
+    np.testing.assert_allclose(predict(X.tolist(), {}), eager(model, X), **FLOAT32)
 
 
 def test_saving_uses_eval_mode_and_restores_training(tmp_path, X):
@@ -257,7 +258,7 @@ def test_saving_uses_eval_mode_and_restores_training(tmp_path, X):
     assert model.training and model[1].training
     first, second = predict(X, {}), predict(X, {})
     np.testing.assert_array_equal(first, second)  # no dropout at inference
-    np.testing.assert_allclose(first, eager(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(first, eager(model, X), **FLOAT32)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -279,7 +280,7 @@ def test_cuda_device(tmp_path, X, fmt):
     (dest / "model").mkdir(parents=True)
     config = flavor.save(model, dest, example=X[:2], format=fmt)
     predict = flavor.predictor(flavor.load(dest, config, device="cuda"), config)
-    np.testing.assert_allclose(predict(X, {}), eager(model, X), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(predict(X, {}), eager(model, X), **CUDA_FLOAT32)
 
 
 def test_public_api_round_trip(tmp_path, X):
@@ -288,8 +289,8 @@ def test_public_api_round_trip(tmp_path, X):
     pack = modelpack.load(tmp_path / "p")
     assert pack.flavor == "torch"
     assert pack.manifest.flavors["torch"]["format"] == "export"
-    np.testing.assert_allclose(pack.predict(X), eager(model, X), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(pack.predict(X[:1]), eager(model, X[:1]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(pack.predict(X), eager(model, X), **FLOAT32)
+    np.testing.assert_allclose(pack.predict(X[:1]), eager(model, X[:1]), **FLOAT32)
 
 
 def test_public_api_round_trip_without_example(tmp_path, X):
@@ -298,4 +299,4 @@ def test_public_api_round_trip_without_example(tmp_path, X):
     pack = modelpack.load(tmp_path / "p")
     assert pack.manifest.flavors["torch"]["format"] == "torchscript"
     got, want = pack.predict(X), eager(model, X)
-    np.testing.assert_allclose(got["output_1"], want["output_1"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["output_1"], want["output_1"], **FLOAT32)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from live import LiveServer, batch_histogram, running
+from tolerances import FLOAT64
 
 import modelpack
 
@@ -76,7 +77,7 @@ def test_concurrent_clients_get_their_own_rows_and_only_the_bad_one_fails(server
             continue
         assert response.status_code == 200, (i, response.text, server.logs())
         got = np.asarray(response.json()["predictions"])
-        np.testing.assert_array_equal(got, _expected(pack, rows), err_msg=f"request {i}")
+        np.testing.assert_allclose(got, _expected(pack, rows), **FLOAT64, err_msg=f"request {i}")
     valid_rows = sum(len(r) for i, r in enumerate(inputs) if i != bad)
     calls = after["count"] - before["count"]
     # Every valid row went through the model exactly once, in calls of at most 16 rows...
@@ -95,7 +96,8 @@ def test_a_request_larger_than_the_batch_runs_alone(servers):
     response = httpx2.post(f"{server.url}/invocations", json=_body(rows, "split"), timeout=10)
     after = batch_histogram(server.metrics())
     assert response.status_code == 200, response.text
-    np.testing.assert_array_equal(np.asarray(response.json()["predictions"]), _expected(pack, rows))
+    got = np.asarray(response.json()["predictions"])
+    np.testing.assert_allclose(got, _expected(pack, rows), **FLOAT64)
     # One model call of all 40 rows: not cut to the batch size, not merged with anything.
     assert after["count"] - before["count"] == 1
     assert after["sum"] - before["sum"] == 40
@@ -114,9 +116,8 @@ def test_max_batch_size_1_disables_batching(servers):
     after = batch_histogram(server.metrics())
     for rows, response in zip(inputs, responses, strict=True):
         assert response.status_code == 200, response.text
-        np.testing.assert_array_equal(
-            np.asarray(response.json()["predictions"]), _expected(pack, rows)
-        )
+        got = np.asarray(response.json()["predictions"])
+        np.testing.assert_allclose(got, _expected(pack, rows), **FLOAT64)
     assert after["count"] - before["count"] == 60
     assert after["sum"] - before["sum"] == 60
     assert after["le=1.0"] - before["le=1.0"] == 60  # every model call had exactly one row

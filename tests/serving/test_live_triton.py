@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from live import LiveServer, running
+from tolerances import FLOAT64
 from tritonclient.utils import InferenceServerException
 
 import modelpack
@@ -129,7 +130,7 @@ def test_infer_column_model(servers, connect, frame, binary_in, binary_out):
     )
     got = result.as_numpy("predict")
     assert got.shape == (9, 2) and got.dtype == np.float64
-    np.testing.assert_array_equal(got, np.asarray(pack.predict(rows)))
+    np.testing.assert_allclose(got, np.asarray(pack.predict(rows)), **FLOAT64)
 
 
 def test_triton_client_sees_protocol_errors(servers, connect):
