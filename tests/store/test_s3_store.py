@@ -17,6 +17,14 @@ def s3_client(monkeypatch, store_url, s3_bucket, tmp_path):
     return modelpack.Client(store_url, artifact_root=f"s3://{bucket}/team"), endpoint, bucket
 
 
+@pytest.fixture
+def saved_package(tmp_path, forest, xy):
+    """The path of a package saved in this test's tmp_path."""
+    path = tmp_path / "pkg"
+    modelpack.save(forest, path, input_example=xy[0][:2])
+    return str(path)
+
+
 def _keys(endpoint, bucket):
     s3 = boto3.client("s3", endpoint_url=endpoint)
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
@@ -48,29 +56,20 @@ def test_log_register_and_resolve_through_s3(s3_client, forest, xy, tmp_path):
     assert client.resolve(info.model_uri) == first  # same package, same cache entry
 
 
-def test_tampered_object_in_s3_is_caught_on_download(s3_client, forest, xy):
+def test_tampered_object_in_s3_is_caught_on_download(s3_client, saved_package):
     client, endpoint, bucket = s3_client
-    mv = client.register_model(_saved(forest, xy), "Churn")
+    mv = client.register_model(saved_package, "Churn")
     key = mv.storage_location.split(f"s3://{bucket}/", 1)[1] + "/model/model.pkl"
     boto3.client("s3", endpoint_url=endpoint).put_object(Bucket=bucket, Key=key, Body=b"evil")
     with pytest.raises(modelpack.IntegrityError, match="model/model.pkl: sha256"):
         client.resolve("models:/Churn/1")
 
 
-def test_unreachable_s3_names_the_endpoint(store_url, monkeypatch, tmp_path, forest, xy):
+def test_unreachable_s3_names_the_endpoint(store_url, monkeypatch, saved_package):
     monkeypatch.setenv("MODELPACK_S3_ENDPOINT_URL", "http://user:hunter2@127.0.0.1:1")
     client = modelpack.Client(store_url, artifact_root="s3://bucket/x")
     with pytest.raises(modelpack.ModelpackError, match=r"Cannot reach S3 endpoint "
                        r"http://127\.0\.0\.1:1") as e:  # fmt: skip
-        client.register_model(_saved(forest, xy, tmp_path), "Churn")
+        client.register_model(saved_package, "Churn")
     assert "hunter2" not in str(e.value)
     assert client.search_model_versions("name = 'Churn'") == []
-
-
-def _saved(forest, xy, where=None):
-    import tempfile
-    from pathlib import Path
-
-    path = Path(where or tempfile.mkdtemp()) / "pkg"
-    modelpack.save(forest, path, input_example=xy[0][:2])
-    return str(path)
