@@ -277,23 +277,29 @@ def test_infer_signature_false_keeps_the_example_only(tmp_path, forest, xy):
     assert pack.signature is None and pack.manifest.input_example == "input_example.json"
 
 
-def test_missing_framework_names_the_extra(tmp_path, monkeypatch):
-    import pickle
-
-    bundle = tmp_path / "p"
-    modelpack.save(lambda data: data, bundle, flavor="python")
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    from modelpack.flavor import require
-
+@pytest.mark.parametrize(
+    ("serialization", "missing", "needs", "extra"),
+    [
+        ("cloudpickle", ["sklearn"], "scikit-learn", "sklearn"),
+        ("skops", ["skops", "skops.io"], "skops", "skops"),
+    ],
+)
+def test_missing_framework_names_the_extra(
+    tmp_path, monkeypatch, forest, xy, serialization, missing, needs, extra
+):
+    modelpack.save(forest, tmp_path / "p", input_example=xy[0][:2], serialization=serialization)
+    modelpack.save(lambda data: data, tmp_path / "python", flavor="python")
+    for module in missing:  # as if it were not installed: importing it fails
+        monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(
         MissingDependency,
-        match=r"The 'onnx' flavor needs onnxruntime\. Install "
-        r"it with: pip install 'modelpack\[onnx\]'",
+        match=rf"^The 'sklearn' flavor needs {needs}\. Install it with: "
+        rf"pip install 'modelpack\[{extra}\]'$",
     ) as e:
-        require("onnxruntime", "onnx", "onnx")
-    assert e.value.extra == "onnx"
-    assert pickle  # the python flavor itself needs no framework
-    assert modelpack.load(bundle).predict(np.ones(2)).tolist() == [1.0, 1.0]
+        modelpack.load(tmp_path / "p")
+    assert (e.value.flavor, e.value.extra) == ("sklearn", extra)
+    # The python flavor needs no framework.
+    assert modelpack.load(tmp_path / "python").predict(np.ones(2)).tolist() == [1.0, 1.0]
 
 
 SLOW_SAVE = textwrap.dedent("""
