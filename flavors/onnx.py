@@ -17,6 +17,7 @@ from typing import Any
 from modelpack._paths import resolve_inside
 from modelpack.errors import InvalidArgument, SchemaError
 from modelpack.flavor import Predict, check_options, require
+from modelpack.flavors import _zipmap
 
 NAME = "onnx"
 MODEL_PATH = "model/model.onnx"
@@ -60,13 +61,18 @@ def requirements(obj: Any, config: Mapping[str, Any]) -> list[str]:
 def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
     """Write the model to ``dest/model/model.onnx``, its external data files beside it.
 
+    A classifier converted with skl2onnx's default ZipMap output (a class -> probability map
+    per row) is stored with that output as the ``[rows, classes]`` probabilities tensor the
+    ZipMap read, columns in class order; the caller's proto is left as it is.
+
     Options:
         output_names: the graph outputs ``predict`` returns, in order (default: all).
         columns: for a one-input graph fed from columns, their order in the input tensor.
 
     Raises:
         InvalidArgument: an unknown option or output, a proto whose external data cannot be
-            found (pass the file's path instead), or neither a proto nor a path.
+            found (pass the file's path instead), a ZipMap that cannot become a tensor (convert
+            with ``options={'zipmap': False}``), or neither a proto nor a path.
         FormatError: an external-data location that is absolute, has ``..`` or leaves the
             model's directory.
     """
@@ -78,6 +84,7 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
             proto = onnx.load(str(obj), load_external_data=False)
         except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and OS errors
             raise InvalidArgument(f"{str(obj)!r} is not a readable ONNX model: {exc}") from exc
+        unzipped = _zipmap.unzipped(onnx, proto)
         locations = _external_locations(proto)
         for rel in locations:
             source = resolve_inside(Path(obj).parent, rel, _LOCATION)
@@ -85,19 +92,25 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
                 raise InvalidArgument(f"{_LOCATION} {rel!r} is the name of the model file.")
             (dest / "model" / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest / "model" / rel)
-        shutil.copyfile(obj, target)
+        if unzipped is None:
+            shutil.copyfile(obj, target)
+        else:  # its external tensors keep their locations, copied above
+            proto = unzipped
+            target.write_bytes(proto.SerializeToString())
     elif isinstance(obj, onnx.ModelProto):
-        proto = obj
-        if _external_locations(proto):
+        if _external_locations(obj):
             raise InvalidArgument(
                 "This ModelProto keeps tensors in external files modelpack cannot locate. "
                 "Pass the path of its .onnx file instead, or load it with onnx.load(path)."
             )
+        unzipped = _zipmap.unzipped(onnx, obj)
+        proto = obj if unzipped is None else unzipped
         locations = []
         if proto.ByteSize() > _PROTO_LIMIT:
             locations = ["model.onnx.data"]
-            proto = onnx.ModelProto()
-            proto.CopyFrom(obj)  # saving as external data rewrites the proto: not the caller's
+            if proto is obj:  # saving as external data rewrites the proto: not the caller's
+                proto = onnx.ModelProto()
+                proto.CopyFrom(obj)
         onnx.save_model(
             proto, str(target), save_as_external_data=bool(locations), location="model.onnx.data"
         )
