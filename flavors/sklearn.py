@@ -85,6 +85,8 @@ def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
     def predict(data: Any, params: Mapping[str, Any]) -> Any:
         if isinstance(data, Columns):
             data = data.to_frame() if wants_frame else data.to_matrix()
+        elif not wants_frame and hasattr(data, "columns") and hasattr(data, "to_numpy"):
+            data = data.to_numpy()  # a frame for a model fitted on an array: its values
         return method(data)
 
     return predict

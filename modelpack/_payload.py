@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from modelpack.errors import SchemaError
+from modelpack.errors import MissingDependency, SchemaError
 from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
 DATA_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -105,6 +105,9 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
     key = keys[0]
     value = body[key]
     binary = _binary_columns(signature)
+    # Without an input signature nothing says what a column is: a table arrives as a pandas
+    # DataFrame, its columns named and ordered as the request has them (as MLflow does).
+    unsigned = signature is None or signature.inputs is None
     if key == "dataframe_split":
         if not isinstance(value, Mapping) or not isinstance(value.get("data"), list):
             raise SchemaError(
@@ -113,7 +116,9 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
         rows = value["data"]
         columns = value.get("columns")
         if columns is None:
-            if signature is None or not isinstance(signature.inputs, ColumnSchema):
+            if unsigned:
+                return _frame(rows, None), params
+            if not isinstance(signature.inputs, ColumnSchema):
                 return rows, params
             columns = signature.inputs.names
         if not isinstance(columns, list) or not set(map(type, columns)) <= {str}:
@@ -130,6 +135,8 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
         if signature is not None and isinstance(signature.inputs, TensorSchema):
             # A tensor model reads the frame as one matrix, in the order the columns came.
             return (matrix if matrix is not None else rows), params
+        if unsigned:
+            return _frame(matrix if matrix is not None else rows, columns), params
         if matrix is not None:
             return {c: matrix[:, i] for i, c in enumerate(columns)}, params
         data: Any = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
@@ -139,14 +146,42 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
     ):
         if not isinstance(value, list) or not all(isinstance(r, Mapping) for r in value):
             raise SchemaError(f"'{key}' must be a list of objects (one per row).")
+        if unsigned:
+            return _frame(value, None), params
         if binary:
             value = [_decode_binary(dict(r), binary) for r in value]
         return value, params
     if isinstance(value, Mapping):
+        if unsigned and _is_columns(value):
+            return _frame(dict(value), None), params
         return _decode_binary(dict(value), binary), params
     if not isinstance(value, list):
         raise SchemaError(f"'{key}' must be a list or an object, got {type(value).__name__}.")
     return value, params
+
+
+def _is_columns(value: Mapping[str, Any]) -> bool:
+    """Named lists of scalars, all of one length: a table sent column by column."""
+    lengths = set()
+    for column in value.values():
+        if not isinstance(column, list) or (column and isinstance(column[0], list | Mapping)):
+            return False
+        lengths.add(len(column))
+    return len(lengths) == 1
+
+
+def _frame(data: Any, columns: list[str] | None) -> Any:
+    """A pandas DataFrame of rows (lists, or records when ``columns`` is None)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise MissingDependency(
+            "A table for a package without a signature is read as a pandas DataFrame, and "
+            "pandas is not installed. Install it with: pip install 'modelpack[sklearn]'",
+            "sklearn",
+            "sklearn",
+        ) from None
+    return pd.DataFrame(data, columns=columns)
 
 
 def _numeric_matrix(rows: list[Any], width: int) -> Any:

@@ -7,6 +7,7 @@ import datetime as _dt
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -43,6 +44,7 @@ from modelpack.uris import resolve
 __all__ = ["Package", "load", "save", "verify"]
 
 INPUT_EXAMPLE = "input_example.json"
+log = logging.getLogger(__name__)
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -525,6 +527,12 @@ def _build(
                 f"input example: {problem}. Nothing was saved."
             )
 
+    if signature is None:
+        log.warning(
+            "Saved without a signature (no input_example): inputs are not checked, /v2 "
+            "metadata lists no inputs, and a server cannot smoke-test a new version before "
+            "serving it. Pass input_example=X[:5] to get all three."
+        )
     if given_reqs is None:
         flavor_reqs = list(module.requirements(model, configs[module.NAME]))
         for extra in extra_modules:

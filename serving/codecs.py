@@ -164,7 +164,25 @@ def decode_csv(body: bytes, signature: Signature | None, options: ServeOptions) 
                 columns[col.name] = _typed_strings(
                     f"Column {col.name!r}", columns[col.name], COLUMN_DTYPES[col.type]
                 )
-    return columns
+        return columns
+    # No signature: a DataFrame in the header's order, each column as numbers where every
+    # value reads as one (an empty field is missing), else as text, as pandas would read it.
+    import pandas as pd
+
+    return pd.DataFrame({name: _guess_type(values) for name, values in columns.items()})
+
+
+def _guess_type(values: list[str]) -> Any:
+    if not any(values):
+        return np.asarray(values, dtype=object)
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return np.asarray([float("nan") if v == "" else v for v in values], dtype=np.float64)
+    except ValueError:
+        return np.asarray(values, dtype=object)
 
 
 def _typed_strings(label: str, values: list[str], dtype: np.dtype) -> Any:
@@ -345,11 +363,16 @@ def decode_v2(
     params = {
         k: v for k, v in (request.get("parameters") or {}).items() if k not in _RESERVED_PARAMETERS
     }
-    if is_columns:
+    unsigned = signature is None or signature.inputs is None
+    if is_columns or (unsigned and _is_table(tensors, request)):
         data: Any = {
             name: (a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a)
             for name, a in tensors.items()
         }
+        if unsigned:  # a table for a model that says nothing of its input: a DataFrame
+            import pandas as pd
+
+            data = pd.DataFrame(data)
     elif len(tensors) == 1 and (
         signature is None
         or signature.inputs is None
@@ -360,6 +383,24 @@ def decode_v2(
     else:
         data = tensors
     return data, params, request
+
+
+def _is_table(tensors: Mapping[str, np.ndarray], request: Mapping[str, Any]) -> bool:
+    """Whether a request is one input per column: MLServer's ``content_type: pd``, or several
+    inputs that are each one value per row, all with the same number of rows."""
+    parameters = request.get("parameters")
+    if isinstance(parameters, Mapping) and parameters.get("content_type") == "pd":
+        if not all(a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1) for a in tensors.values()):
+            raise SchemaError("content_type 'pd' needs every input to be one column: shape [N].")
+        if len({a.shape[0] for a in tensors.values()}) > 1:
+            raise SchemaError("content_type 'pd': every input must have the same number of rows.")
+        return True
+    shapes = [a.shape for a in tensors.values()]
+    return (
+        len(tensors) > 1
+        and all(len(s) == 1 or (len(s) == 2 and s[1] == 1) for s in shapes)
+        and len({s[0] for s in shapes}) == 1
+    )
 
 
 def output_tensors(output: Any, signature: Signature | None) -> dict[str, np.ndarray]:

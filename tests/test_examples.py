@@ -11,7 +11,7 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
 def test_there_are_examples():
-    assert any(p.name == "quickstart.py" for p in EXAMPLES)
+    assert {"quickstart.py", "tutorial.py"} <= {p.name for p in EXAMPLES}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
@@ -25,3 +25,6 @@ def test_example_runs(script, tmp_path):
         assert "model_id" in out.stdout and "refused   Missing required column 'f3'" in out.stdout
         assert "loaded    models:/Churn/Production -> v1" in out.stdout
         assert (tmp_path / "modelpack.db").is_file() and (tmp_path / "artifacts").is_dir()
+    if script.name == "tutorial.py":  # MLflow's tutorial as written: the store is ./modelpack-store
+        assert "IrisClassifier v1 is in Production" in out.stdout
+        assert (tmp_path / "modelpack-store" / "modelpack.db").is_file()
