@@ -206,17 +206,69 @@ def test_models_uris_resolve(client, churn, xy, forest, tracking_env):
         modelpack.load("models:/Nope/1")
 
 
-def test_registry_writes_commit_durably_on_sqlite(tmp_path):
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_registry_writes_commit_durably_on_sqlite(client, package):
+    """Every registry write commits with PRAGMA synchronous=FULL; tracking writes keep NORMAL."""
     import sqlalchemy as sa
 
-    client = modelpack.Client(f"sqlite:///{tmp_path / 'r.db'}", str(tmp_path / "a"))
-    store = client.store
-    try:
-        with store._begin_durable() as conn:
-            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 2  # FULL
-        with store.engine.connect() as conn:
-            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 1  # NORMAL again
-    finally:
-        from modelpack.store import _engine
+    seen = []  # PRAGMA synchronous at each commit of a transaction that wrote
+    writing = set()  # connections whose open transaction has written
 
-        _engine.dispose(client.tracking_uri)
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            writing.add(conn)
+
+    def on_commit(conn):  # runs just before the COMMIT
+        if conn in writing:
+            mode = conn.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0]
+            seen.append({1: "NORMAL", 2: "FULL"}.get(mode, mode))
+        writing.discard(conn)
+
+    def on_rollback(conn):
+        writing.discard(conn)
+
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    writes = {
+        # A tracking write first and last: those stay on the faster setting.
+        "set_tag": lambda: client.set_tag(run_id, "k", "v"),
+        "create_registered_model": lambda: client.create_registered_model("Churn"),
+        "register_model": lambda: client.register_model(package, "Churn"),
+        "update_registered_model": lambda: client.update_registered_model("Churn", "d"),
+        "set_registered_model_tag": lambda: client.set_registered_model_tag("Churn", "k", "v"),
+        "delete_registered_model_tag": lambda: client.delete_registered_model_tag("Churn", "k"),
+        "update_model_version": lambda: client.update_model_version("Churn", 1, "d"),
+        "set_model_version_tag": lambda: client.set_model_version_tag("Churn", 1, "k", "v"),
+        "delete_model_version_tag": lambda: client.delete_model_version_tag("Churn", 1, "k"),
+        "transition_model_version_stage": lambda: client.transition_model_version_stage(
+            "Churn", 1, "Production"
+        ),
+        "set_registered_model_alias": lambda: client.set_registered_model_alias(
+            "Churn", "champion", 1
+        ),
+        "delete_registered_model_alias": lambda: client.delete_registered_model_alias(
+            "Churn", "champion"
+        ),
+        "rename_registered_model": lambda: client.rename_registered_model("Churn", "Attrition"),
+        "delete_model_version": lambda: client.delete_model_version("Attrition", 1, force=True),
+        "delete_registered_model": lambda: client.delete_registered_model("Attrition"),
+        "log_param": lambda: client.log_param(run_id, "depth", 3),
+    }
+    engine = client.store.engine
+    listeners = [("before_cursor_execute", on_execute), ("commit", on_commit),
+                 ("rollback", on_rollback)]  # fmt: skip
+    for name, fn in listeners:
+        sa.event.listen(engine, name, fn)
+    committed = {}
+    try:
+        for name, write in writes.items():
+            seen.clear()
+            write()
+            committed[name] = set(seen)
+    finally:
+        for name, fn in listeners:
+            sa.event.remove(engine, name, fn)
+    expected = {name: {"FULL"} for name in writes} | {
+        "set_tag": {"NORMAL"},
+        "log_param": {"NORMAL"},
+    }
+    assert committed == expected
