@@ -194,7 +194,10 @@ def test_hot_swap_and_rollback_under_load_with_zero_failures(tracking_env, clien
         client.transition_model_version_stage(NAME, 4, "Production", archive_existing_versions=True)
         wait_until(
             lambda: (
-                httpx2.get(f"{server.url}/health").json().get("last_reload_error", {}).get("version")
+                httpx2.get(f"{server.url}/health")
+                .json()
+                .get("last_reload_error", {})
+                .get("version")
                 == "4"
             ),
             "v4 to fail",
