@@ -79,11 +79,17 @@ class Client:
             or ``./modelpack-store/modelpack.db``.
         artifact_root: a directory or ``s3://bucket/prefix``; default: ``MODELPACK_ARTIFACT_ROOT``
             or ``artifacts/`` beside the SQLite file.
+        create: make the store on first use if there is none. Readers pass False, so a
+            mistyped URI raises ``NotFound`` naming it instead of answering from a new, empty
+            store.
     """
 
-    def __init__(self, tracking_uri: str | None = None, artifact_root: str | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, artifact_root: str | None = None, create: bool = True
+    ) -> None:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.artifact_root = artifact_root or default_artifact_root(self.tracking_uri)
+        self.create = create
 
     @cached_property
     def store(self) -> SqlStore:
@@ -95,7 +101,7 @@ class Client:
             require("psycopg", "tracking store", "store", "psycopg")
         from modelpack.store.sql import SqlStore
 
-        return SqlStore.open(self.tracking_uri, self.artifact_root)
+        return SqlStore.open(self.tracking_uri, self.artifact_root, self.create)
 
     def __repr__(self) -> str:
         from modelpack.artifacts import redact

@@ -19,12 +19,16 @@ STORE_SCHEMES = ("runs", "models", "s3")
 
 
 def resolve(uri: str | os.PathLike[str], client: Any = None) -> Path:
-    """The local directory of the package ``uri`` names, downloading it if it is remote."""
+    """The local directory of the package ``uri`` names, downloading it if it is remote.
+
+    ``client`` is the store ``runs:/`` and ``models:/`` URIs are read from (default: the
+    ``MODELPACK_TRACKING_URI`` store, which must exist: resolving never creates one).
+    """
     if isinstance(uri, str) and uri.split(":", 1)[0] in STORE_SCHEMES and ":" in uri:
         if client is None:
             from modelpack.client import Client
 
-            client = Client()
+            client = Client(create=False)
         return Path(client.resolve(uri))
     return resolve_local(uri)
 

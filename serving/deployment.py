@@ -78,7 +78,9 @@ class Deployment:
 
     def _client_for(self) -> Any:
         if self._client is None:
-            self._client = modelpack.Client(self.options.tracking_uri)
+            self._client = modelpack.Client(
+                self.options.tracking_uri, self.options.artifact_root, create=False
+            )
         return self._client
 
     def _target(self) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from modelpack.errors import InvalidArgument, ModelpackError
+from modelpack.errors import InvalidArgument, ModelpackError, NotFound
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same in every process that upgrades.
@@ -153,18 +153,55 @@ _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def engine_for(url: str) -> sa.Engine:
-    """The shared engine for ``url``, its schema upgraded on first use."""
+def engine_for(url: str, create: bool = True) -> sa.Engine:
+    """The shared engine for ``url``, its schema upgraded on first use.
+
+    Args:
+        create: make the store if there is none (a new SQLite file, or the schema in an empty
+            database); when False, a store that does not exist raises ``NotFound`` instead.
+    """
     engine = _engines.get(url)
     if engine is not None:
         return engine
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
+            if not create:
+                _check_exists(url)
             engine = make_engine(url)
+            if not create:
+                try:
+                    revision = current_revision(engine)
+                except sa.exc.DBAPIError as exc:
+                    engine.dispose()
+                    raise connect_error(engine, exc) from None
+                if revision is None:
+                    engine.dispose()
+                    raise NotFound(_missing(url, "the database has no modelpack tables"))
             ensure_schema(engine)
             _engines[url] = engine
     return engine
+
+
+def _missing(url: str, why: str) -> str:
+    return (
+        f"No tracking store at {redact(url)}: {why}. Check --tracking-uri or "
+        f"MODELPACK_TRACKING_URI (the default is ./modelpack-store in the current folder); a "
+        f"store is created when the first run is logged, or by `modelpack db upgrade URI`."
+    )
+
+
+def _check_exists(url: str) -> None:
+    """Raise ``NotFound`` if ``url`` names an SQLite file that is not there (reading it
+    would create an empty one)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return  # make_engine explains what a URL should look like
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not Path(database).is_file():
+            raise NotFound(_missing(url, f"{Path(database).absolute()} does not exist"))
 
 
 def dispose(url: str | None = None) -> None:

@@ -90,9 +90,13 @@ class SqlStore(RegistryMixin):
         self.artifact_root = artifact_root.rstrip("/")
 
     @classmethod
-    def open(cls, url: str, artifact_root: str) -> SqlStore:
-        """The store at ``url`` on the process's shared engine, its schema upgraded if behind."""
-        return cls(_engine.engine_for(url), artifact_root)
+    def open(cls, url: str, artifact_root: str, create: bool = True) -> SqlStore:
+        """The store at ``url`` on the process's shared engine, its schema upgraded if behind.
+
+        Raises:
+            NotFound: ``create`` is False and there is no store at ``url``.
+        """
+        return cls(_engine.engine_for(url, create), artifact_root)
 
     @property
     def url(self) -> str:
