@@ -51,6 +51,7 @@ class ServeOptions:
     max_body_bytes: int = 16 * 1024**2
     poll_interval_s: float = 10.0
     tracking_uri: str | None = None
+    artifact_root: str | None = None
     name: str | None = None
     log_level: str = "info"
     max_rows: int = 100_000

@@ -215,7 +215,8 @@ def _tags(items: Sequence[str]) -> dict[str, str]:
 @store_errors
 def cmd_register(args: argparse.Namespace) -> int:
     tags = _tags(args.tag)
-    version = open_client(args).register_model(
+    # Registering a package from disk may be the first thing a new store sees.
+    version = open_client(args, create=True).register_model(
         args.model_uri, args.name, tags=tags, description=args.description
     )
     if args.json:

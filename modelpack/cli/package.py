@@ -9,16 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modelpack.cli.runs import add_store_options, resolve_package, store_errors
 from modelpack.errors import IntegrityError
+
+URI_HELP = "package path or URI (runs:/..., models:/Name/1, models:/Name@alias, s3://...)"
 
 
 def add_parsers(commands: Any) -> None:
     info = commands.add_parser("info", help="describe a model package")
-    info.add_argument("uri", help="package path or URI")
-    info.add_argument("--json", action="store_true", help="print JSON for scripts")
+    info.add_argument("uri", help=URI_HELP)
+    add_store_options(info)
     info.set_defaults(handler=cmd_info)
     verify = commands.add_parser("verify", help="check every file's sha256 against the manifest")
-    verify.add_argument("uri", help="package path or URI")
+    verify.add_argument("uri", help=URI_HELP)
+    add_store_options(verify, json=False)
     verify.set_defaults(handler=cmd_verify)
 
 
@@ -52,12 +56,12 @@ def _table(rows: Sequence[tuple[str, ...]], indent: str = "  ") -> str:
     )
 
 
+@store_errors
 def cmd_info(args: argparse.Namespace) -> int:
     from modelpack._integrity import verify_files
     from modelpack.manifest import read_manifest
-    from modelpack.uris import resolve_local
 
-    root = resolve_local(args.uri)
+    root = resolve_package(args)
     manifest = read_manifest(root)
     try:
         verify_files(root, manifest.files)
@@ -111,11 +115,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0 if verified else 1
 
 
+@store_errors
 def cmd_verify(args: argparse.Namespace) -> int:
     from modelpack.package import verify
 
     try:
-        manifest = verify(args.uri)
+        manifest = verify(resolve_package(args))
     except IntegrityError as exc:
         print(f"FAILED: {args.uri}", file=sys.stderr)
         for path, problem in exc.problems:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from modelpack.cli.package import URI_HELP
+from modelpack.cli.runs import add_store_options, resolve_package, store_errors
+
 
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser(
@@ -16,7 +19,7 @@ def add_parsers(commands: Any) -> None:
             "predictions to OUTPUT, atomically. Use - for stdin or stdout (CSV or JSON lines)."
         ),
     )
-    p.add_argument("uri", help="package path or URI (runs:/..., models:/..., s3://...)")
+    p.add_argument("uri", help=URI_HELP)
     p.add_argument("-i", "--input", required=True, help="input file, or - for stdin")
     p.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
     p.add_argument("--input-format", choices=("csv", "parquet", "jsonl"), help="default: from -i")
@@ -36,15 +39,17 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--flavor", help="run another flavor stored in the package, e.g. onnx")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_store_options(p, json=False)
     p.set_defaults(handler=cmd_predict)
 
 
+@store_errors
 def cmd_predict(args: argparse.Namespace) -> int:
     from modelpack.batch import predict_file
 
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     result = predict_file(
-        args.uri,
+        resolve_package(args),
         args.input,
         args.output,
         input_format=args.input_format,

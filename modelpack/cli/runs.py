@@ -22,7 +22,9 @@ ARTIFACT_LIMIT = 200
 # ---------------------------------------------------------------------------- shared helpers
 
 
-def add_store_options(parser: argparse.ArgumentParser, artifact_root: bool = True) -> None:
+def add_store_options(
+    parser: argparse.ArgumentParser, artifact_root: bool = True, json: bool = True
+) -> None:
     """``--tracking-uri``, ``--artifact-root`` and ``--json``: every store command takes them."""
     group = parser.add_argument_group("store")
     group.add_argument(
@@ -38,7 +40,8 @@ def add_store_options(parser: argparse.ArgumentParser, artifact_root: bool = Tru
             help="directory or s3://bucket/prefix for artifacts "
             "(default: $MODELPACK_ARTIFACT_ROOT, else beside the SQLite file)",
         )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if json:
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def positive_int(text: str) -> int:
@@ -51,10 +54,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def open_client(args: argparse.Namespace) -> Any:
+def open_client(args: argparse.Namespace, create: bool = False) -> Any:
+    """The store the command names; reading commands never create one (``create=False``
+    raises ``NotFound`` naming the store instead)."""
     from modelpack.client import Client
 
-    return Client(args.tracking_uri, getattr(args, "artifact_root", None))
+    return Client(args.tracking_uri, getattr(args, "artifact_root", None), create=create)
+
+
+def resolve_package(args: argparse.Namespace) -> Any:
+    """The local folder of ``args.uri`` (a path, or a runs:/, models:/ or s3:// URI read
+    from the store the command's --tracking-uri and --artifact-root name)."""
+    from modelpack.uris import resolve
+
+    return resolve(args.uri, open_client(args))
 
 
 def store_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
