@@ -19,10 +19,12 @@ from typing import Any
 from modelpack._paths import resolve_inside
 from modelpack.errors import FormatError, InvalidArgument, SchemaError
 from modelpack.flavor import Predict, check_options, require
+from modelpack.flavors import _quiet
 
 NAME = "torch"
 FORMATS = ("export", "torchscript", "pickle")
 _FILES = {"export": "model/model.pt2", "torchscript": "model/model.pt", "pickle": "model/model.pt"}
+_LABELS = {"export": "torch.export", "torchscript": "TorchScript", "pickle": "pickle"}
 # The attribute under which ``load`` keeps the ExportedProgram next to its module.
 _PROGRAM_ATTR = "_modelpack_exported_program"
 log = logging.getLogger(__name__)
@@ -48,7 +50,9 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
 
     Options:
         format: ``"export"`` (needs an example), ``"torchscript"`` or ``"pickle"``; by default
-            the first that works, in that order (export only with an example).
+            the first that works, in that order (export only with an example). What torch
+            prints and logs while a format fails is kept off the console; when another
+            format is used instead, one warning says which and why.
 
     Raises:
         InvalidArgument: for an unknown option or format, a non-module, or when the forced
@@ -71,22 +75,32 @@ def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
     if fmt == "export" and inputs is None:
         raise InvalidArgument("format='export' needs an input example to trace the module with.")
     order = [fmt] if fmt else ["export", "torchscript", "pickle"] if inputs else FORMATS[1:]
-    failures = []
+    failures: list[tuple[str, Exception]] = []
     with _eval_mode(obj):
         for candidate in order:
             path = dest / _FILES[candidate]
             try:
-                _SAVERS[candidate](torch, obj, inputs, path)
+                with _quiet.silenced("torch"):  # a failed export prints ~40 lines
+                    _SAVERS[candidate](torch, obj, inputs, path)
                 break
             except Exception as exc:  # noqa: BLE001 - every framework error means "try the next"
                 path.unlink(missing_ok=True)
-                failures.append(f"{candidate}: {type(exc).__name__}: {exc}".strip())
-                log.warning("Could not save %s as %s: %s", type(obj).__name__, candidate, exc)
+                failures.append((candidate, exc))
         else:
             raise InvalidArgument(
                 f"Could not save {type(obj).__name__} with the 'torch' flavor. "
-                + " ".join(failures)
+                + " ".join(f"{c}: {type(e).__name__}: {e}".strip() for c, e in failures)
             )
+    if failures:
+        # A warning: the package is not what a first choice would have made (TorchScript or a
+        # pickle instead of a pickle-free export program), and the user should see that once.
+        log.warning(
+            "Saving %s as %s: %s. Pass format=%r to see the whole error.",
+            type(obj).__name__,
+            _LABELS[candidate],
+            "; ".join(f"{_LABELS[c]} failed ({_first_line(e)})" for c, e in failures),
+            failures[0][0],
+        )
     config: dict[str, Any] = {
         "path": _FILES[candidate],
         "format": candidate,
@@ -224,6 +238,15 @@ def _example_inputs(torch: Any, example: Any, float_dtype: Any) -> Any:
     if isinstance(example, Mapping):
         return {str(k): tensor(v) for k, v in example.items()}
     return (tensor(example),)
+
+
+def _first_line(exc: Exception, limit: int = 200) -> str:
+    """``Type: first line of the message``, whitespace collapsed, at most ``limit`` chars."""
+    if isinstance(exc, SystemError) and isinstance(exc.__cause__, Exception):
+        exc = exc.__cause__  # raised inside a C call (a TracerWarning in Tensor.__bool__)
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {' '.join(lines[0].split())}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _save_export(torch: Any, module: Any, inputs: Any, path: Path) -> None:

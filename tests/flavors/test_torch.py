@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 import subprocess
 import sys
 
@@ -72,6 +75,20 @@ class VarArgs(torch.nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return self.lin(xs[0]) * 2
+
+
+class Stubborn(torch.nn.Module):
+    """``*args`` and data-dependent control flow: export, script and trace all fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.lin = torch.nn.Linear(20, 2)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        if xs[0].sum() > 0:
+            return self.lin(xs[0])
+        return -self.lin(xs[0])
 
 
 class Pair(torch.nn.Module):
@@ -300,3 +317,69 @@ def test_public_api_round_trip_without_example(tmp_path, X):
     assert pack.manifest.flavors["torch"]["format"] == "torchscript"
     got, want = pack.predict(X), eager(model, X)
     np.testing.assert_allclose(got["output_1"], want["output_1"], **FLOAT32)
+
+
+@contextlib.contextmanager
+def torch_logs_to_stderr():
+    """Point torch's own log handlers at sys.stderr now, where a terminal would show them.
+
+    torch's handlers keep the stream that was sys.stderr when torch was imported (pytest's).
+    """
+    handlers = {
+        handler
+        for name, lg in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(lg, logging.Logger) and name.split(".")[0] == "torch"
+        for handler in lg.handlers
+        if type(handler) is logging.StreamHandler
+    }
+    assert handlers, "torch installs no log handlers: this test needs a new way in"
+    previous = {handler: handler.setStream(sys.stderr) for handler in handlers}
+    try:
+        yield
+    finally:
+        for handler, stream in previous.items():
+            if stream is not None:
+                handler.setStream(stream)
+
+
+@pytest.mark.parametrize(
+    ("module", "example", "line"),
+    [
+        (
+            Branchy,
+            True,
+            r"Saving Branchy as TorchScript: torch\.export failed \(GuardOnDataDependentSymNode: "
+            r"Could not guard on data-dependent expression [^\n]*\)\. "
+            r"Pass format='export' to see the whole error\.",
+        ),
+        (
+            Stubborn,
+            True,
+            r"Saving Stubborn as pickle: torch\.export failed \(UserError: [^\n]*\); "
+            r"TorchScript failed \(TracerWarning: Converting a tensor to a Python "
+            r"boolean[^\n]*\)\. "
+            r"Pass format='export' to see the whole error\.",
+        ),
+        (
+            VarArgs,
+            False,
+            r"Saving VarArgs as pickle: TorchScript failed \(NotSupportedError: Compiled "
+            r"functions can't take variable number of arguments[^\n]*\)\. "
+            r"Pass format='torchscript' to see the whole error\.",
+        ),
+    ],
+)
+def test_a_fallback_prints_nothing_and_logs_one_line_saying_why(
+    tmp_path, X, capfd, caplog, module, example, line
+):
+    model = module()
+    capfd.readouterr()
+    with caplog.at_level("DEBUG"), torch_logs_to_stderr():
+        modelpack.save(model, tmp_path / "p", input_example=X[:2] if example else None)
+    out, err = capfd.readouterr()
+    assert (out + err).count("\n") <= 1, out + err
+    records = [r for r in caplog.records if r.name.startswith(("torch", "modelpack.flavors"))]
+    assert [(r.name, r.levelname) for r in records] == [("modelpack.flavors.torch", "WARNING")]
+    assert re.fullmatch(line, records[0].getMessage())
+    pack = modelpack.load(tmp_path / "p")
+    np.testing.assert_allclose(pack.predict(np.abs(X)), eager(model, np.abs(X)), **FLOAT32)
