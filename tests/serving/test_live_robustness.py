@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from live import LiveServer, raw_http, running
+from tolerances import FLOAT64
 
 import modelpack
 
@@ -50,7 +51,7 @@ def assert_still_serving(server: LiveServer, rows: np.ndarray = ROWS) -> None:
             "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
         )
         assert response.status_code == 200, (response.text, server.logs())
-        np.testing.assert_array_equal(np.asarray(response.json()["predictions"]), expected)
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"]), expected, **FLOAT64)
         inputs = [
             {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, i].tolist()}
             for i, c in enumerate(COLUMNS)
@@ -58,7 +59,9 @@ def assert_still_serving(server: LiveServer, rows: np.ndarray = ROWS) -> None:
         response = http.post(V2_INFER, json={"inputs": inputs})
         assert response.status_code == 200, (response.text, server.logs())
         (out,) = response.json()["outputs"]
-        np.testing.assert_array_equal(np.asarray(out["data"]).reshape(out["shape"]), expected)
+        np.testing.assert_allclose(
+            np.asarray(out["data"]).reshape(out["shape"]), expected, **FLOAT64
+        )
 
 
 def _error(response: httpx2.Response, status: int, v2: bool = False) -> str:
@@ -230,7 +233,7 @@ def test_clients_trickling_their_bodies_do_not_block_others(server):
         assert isinstance(answer, bytes), answer
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
         payload = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-        np.testing.assert_array_equal(np.asarray(payload["predictions"]), expected)
+        np.testing.assert_allclose(np.asarray(payload["predictions"]), expected, **FLOAT64)
 
 
 # ---------------------------------------------------------------------------- fuzz
