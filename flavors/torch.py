@@ -41,8 +41,8 @@ def matches(obj: Any) -> bool:
 
 
 def requirements(obj: Any, config: Mapping[str, Any]) -> list[str]:
-    """Distributions a saved module needs at load."""
-    return ["torch", "numpy"]
+    """Distributions a saved module needs at load (a pickled one, cloudpickle too)."""
+    return ["torch", "numpy", *(["cloudpickle"] if config.get("format") == "pickle" else [])]
 
 
 def save(obj: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:

@@ -187,6 +187,16 @@ def test_format_can_be_forced(tmp_path, X, fmt):
     np.testing.assert_allclose(predict(X, {}), eager(model, X), **FLOAT32)
 
 
+@pytest.mark.parametrize("fmt", ["export", "torchscript", "pickle"])
+def test_requirements_name_what_loading_the_format_needs(tmp_path, X, fmt):
+    modelpack.save(mlp(), tmp_path / "m", input_example=X[:3], format=fmt)
+    pinned = {
+        line.split("==")[0] for line in (tmp_path / "m" / "requirements.txt").read_text().split()
+    }
+    assert {"torch", "numpy"} <= pinned
+    assert ("cloudpickle" in pinned) == (fmt == "pickle")
+
+
 def test_forced_format_that_fails_says_why(tmp_path, X):
     with pytest.raises(InvalidArgument, match=r"Could not save Branchy .* export: "):
         roundtrip(Branchy(), tmp_path, example=X[:2], format="export")
