@@ -235,7 +235,12 @@ def _failure(exc: Exception) -> Exception:
     """What the client is told when the model raised ``exc`` (the details go to the log)."""
     if isinstance(exc, HTTPError):
         return exc
-    log.error("The model failed to predict", exc_info=exc)
+    # One line per failure; the traceback (the model's own code, mostly) at --log-level debug.
+    reason = str(exc).strip().splitlines()
+    log.error(
+        "The model failed to predict: %s%s", type(exc).__name__, f": {reason[0]}" if reason else ""
+    )
+    log.debug("The model's traceback:", exc_info=exc)
     return ModelFailed(
         f"The model failed to predict ({type(exc).__name__}); the server log has the details."
     )

@@ -438,4 +438,8 @@ def test_the_model_failing_is_500_without_details(server):
         "The model failed to predict (ValueError); the server log has the details."
     )
     assert "1e+300" not in response.text and "Traceback" not in response.text
+    # The log says what failed in one line; the traceback waits for --log-level debug.
+    logs = server.logs(100_000)
+    assert "ERROR:     The model failed to predict: ValueError: " in logs
+    assert "Traceback" not in logs
     assert_still_serving(server)
