@@ -3,6 +3,7 @@ signature, and every tabular request form still reaches it as a DataFrame (as wi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from live import LiveServer, running
 
 import modelpack
+from modelpack.cli import main
 
 TUTORIAL = Path(__file__).parent.parent.parent / "examples" / "tutorial.py"
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -157,3 +159,10 @@ def test_only_a_package_without_a_signature_says_so(tmp_path, forest, xy, caplog
     (record,) = caplog.records
     assert record.levelname == "WARNING" and record.name == "modelpack.package"
     assert record.getMessage().startswith("Saved without a signature (no input_example)")
+
+
+def test_modelpack_predict_scores_a_file_with_the_tutorial_model(store_env, expected, tmp_path):
+    rows, out = tmp_path / "iris.csv", tmp_path / "scores.jsonl"
+    rows.write_text(CSV)
+    assert main(["predict", URI, "-i", str(rows), "-o", str(out)]) == 0
+    assert [json.loads(line)["prediction"] for line in out.read_text().splitlines()] == expected
