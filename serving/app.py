@@ -39,9 +39,9 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 class Server:
     """State shared by the handlers of one app."""
 
-    def __init__(self, uri: str, options: ServeOptions) -> None:
+    def __init__(self, uri: str, options: ServeOptions, metrics_dir: str | None = None) -> None:
         self.options = options
-        self.metrics = Metrics()
+        self.metrics = Metrics(metrics_dir)
         self.deployment = Deployment(uri, options, self.metrics)
 
     def model(self) -> Loaded:
@@ -169,8 +169,9 @@ def create_app(uri: str, **options: Any) -> Starlette:
     Example:
         >>> app = modelpack.serving.create_app("models:/Churn/Production", max_batch_size=32)
     """
+    metrics_dir = options.pop("_metrics_dir", None)  # set by `serve` for each of its workers
     opts = options.pop("_options", None) or ServeOptions.build(**options)
-    server = Server(uri, opts)
+    server = Server(uri, opts, metrics_dir)
     dep = server.deployment
 
     async def invocations(scope: Any, receive: Any, send: Any) -> None:
@@ -239,9 +240,12 @@ def create_app(uri: str, **options: Any) -> Starlette:
             }
         )
 
+    def queue_depth() -> int:
+        return dep.current.batcher.depth if dep.current else 0
+
     async def metrics(request: Request) -> Response:
-        depth = dep.current.batcher.depth if dep.current else 0
-        return Response(server.metrics.render(depth), media_type=server.metrics.content_type)
+        body = server.metrics.render(queue_depth())
+        return Response(body, media_type=server.metrics.content_type)
 
     async def openapi(request: Request) -> Response:
         loaded = dep.current
@@ -332,11 +336,12 @@ def create_app(uri: str, **options: Any) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await dep.start()
-        try:
-            yield
-        finally:
-            await dep.stop()
+        async with server.metrics.shared(queue_depth):
+            await dep.start()
+            try:
+                yield
+            finally:
+                await dep.stop()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)

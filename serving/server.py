@@ -6,8 +6,10 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import asdict
 from typing import Any
@@ -43,7 +45,8 @@ def worker_app() -> Any:
 
     config = json.loads(os.environ[_ENV])
     _configure_logging(config["log_level"])
-    return create_app(config.pop("uri"), _options=ServeOptions(**config))
+    uri, metrics_dir = config.pop("uri"), config.pop("metrics_dir")
+    return create_app(uri, _options=ServeOptions(**config), _metrics_dir=metrics_dir)
 
 
 def serve(uri: str, **options: Any) -> None:
@@ -71,10 +74,17 @@ def serve(uri: str, **options: Any) -> None:
         "lifespan": "on",
     }
     if opts.workers > 1:
-        os.environ[_ENV] = json.dumps({"uri": uri, **asdict(opts)})
-        uvicorn.run(
-            "modelpack.serving.server:worker_app", factory=True, workers=opts.workers, **common
-        )
+        # The workers' metrics meet in a directory of this server's own, so that /metrics adds
+        # up over them whichever one answers (mkdtemp makes it 0700).
+        metrics_dir = tempfile.mkdtemp(prefix="modelpack-metrics-")
+        os.environ[_ENV] = json.dumps({"uri": uri, "metrics_dir": metrics_dir, **asdict(opts)})
+        try:
+            uvicorn.run(
+                "modelpack.serving.server:worker_app", factory=True, workers=opts.workers, **common
+            )
+        finally:
+            os.environ.pop(_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     from modelpack.serving.app import create_app
 

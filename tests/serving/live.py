@@ -168,6 +168,31 @@ class LiveServer:
 
     # ------------------------------------------------------------------ queries
 
+    def connections(self) -> dict[int, int]:
+        """``{pid: connections open now}`` over the server's worker processes, for connections
+        accepted on its port (Linux, from /proc): which worker took which clients."""
+        assert self.proc is not None
+        sockets = set()
+        with open("/proc/net/tcp") as table:
+            for line in table.readlines()[1:]:
+                local, _, state, *_, inode = line.split()[1:10]
+                if state == "01" and int(local.rpartition(":")[2], 16) == self.port:
+                    sockets.add(f"socket:[{inode}]")  # ESTABLISHED, on the server's side
+        held: dict[int, int] = {}
+        for pid in _children(self.proc.pid):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue  # it has just exited
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target in sockets:
+                    held[pid] = held.get(pid, 0) + 1
+        return held
+
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """/metrics as ``{(sample name, sorted labels): value}``."""
         from prometheus_client.parser import text_string_to_metric_families
@@ -179,6 +204,21 @@ class LiveServer:
             for sample in family.samples:
                 out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return out
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux, from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(entry))
+    return out
 
 
 def batch_histogram(metrics: Mapping[tuple[str, Any], float]) -> dict[str, float]:
