@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelpack._version import __version__
+from modelpack.errors import ModelpackError
 from modelpack.serving import codecs
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.deployment import Deployment, Loaded
@@ -27,6 +29,7 @@ from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 
 JSON = "application/json"
+log = logging.getLogger("modelpack.serving")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -337,7 +340,19 @@ def create_app(uri: str, **options: Any) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with server.metrics.shared(queue_depth):
-            await dep.start()
+            try:
+                await dep.start()
+            except Exception as exc:
+                # uvicorn prints what the app reports: one line, the traceback at debug level.
+                log.debug("The first load failed:", exc_info=exc)
+                reason = str(exc).strip().splitlines()
+                what = (
+                    reason[0]
+                    if isinstance(exc, ModelpackError) and reason
+                    else (f"{type(exc).__name__}: {reason[0]}" if reason else type(exc).__name__)
+                )
+                cast(_App, app).startup_error = f"Cannot serve {uri}: {what}"
+                raise
             try:
                 yield
             finally:
@@ -369,6 +384,7 @@ class _App(Starlette):
     own errors, and the stack costs about as much as the rest of a one-row request."""
 
     invocations: Callable[[Any, Any, Any], Awaitable[None]]
+    startup_error: str | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
@@ -378,7 +394,20 @@ class _App(Starlette):
         ):
             await self.invocations(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, self._short_failure(send))
+            return
         await super().__call__(scope, receive, send)
+
+    def _short_failure(self, send: Any) -> Any:
+        """``send`` with a failed startup told in one line instead of Starlette's traceback."""
+
+        async def wrapped(message: Any) -> None:
+            if message.get("type") == "lifespan.startup.failed" and self.startup_error:
+                message = {**message, "message": self.startup_error}
+            await send(message)
+
+        return wrapped
 
 
 def _v2_metadata(loaded: Loaded) -> dict[str, Any]:

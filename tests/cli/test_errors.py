@@ -245,3 +245,22 @@ def test_an_empty_postgresql_database_is_not_a_store(postgres_url):
     # Writing still creates the store there.
     modelpack.Client(postgres_url, "/nowhere").create_registered_model("Churn")
     assert modelpack.Client(postgres_url, "/nowhere", create=False).get_registered_model("Churn")
+
+
+def test_serve_a_model_that_fails_to_load_says_why_in_one_line(tmp_path):
+    import hashlib
+
+    import yaml
+
+    package = tmp_path / "broken"
+    modelpack.save(lambda df: df, package, flavor="python")
+    (package / "model" / "python_model.pkl").write_bytes(b"not a pickle")
+    manifest = yaml.safe_load((package / "modelpack.yaml").read_text())  # hashes still match
+    manifest["files"]["model/python_model.pkl"] = hashlib.sha256(b"not a pickle").hexdigest()
+    (package / "modelpack.yaml").write_text(yaml.safe_dump(manifest))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    out = _cli("serve", str(package), "--port", port)
+    assert out.returncode == 3 and "Traceback" not in out.stderr + out.stdout
+    assert f"ERROR:    Cannot serve {package}: UnpicklingError: invalid load key" in out.stderr
