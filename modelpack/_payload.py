@@ -116,7 +116,7 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
         rows = value["data"]
         columns = value.get("columns")
         if columns is None:
-            if unsigned:
+            if signature is None or signature.inputs is None:
                 return _frame(rows, None), params
             if not isinstance(signature.inputs, ColumnSchema):
                 return rows, params

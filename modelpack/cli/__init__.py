@@ -57,7 +57,7 @@ def _suggest(message: str, typed: str, options: Sequence[str]) -> str:
     return f"{message}; did you mean {close[0]!r}?" if close else message
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     from modelpack.cli import db, models, package, runs, serve
     from modelpack.cli import predict as predict_cmd
 
