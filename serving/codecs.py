@@ -46,6 +46,7 @@ COLUMN_TO_V2 = {
     "binary": "BYTES",
     "datetime": "BYTES",
 }
+_MAX_DIMS = 64  # numpy's limit on an array's dimensions
 _RESERVED_PARAMETERS = {
     "content_type",
     "headers",
@@ -269,6 +270,85 @@ def _compatible(expected: str, got: str) -> bool:
     return expected in numeric and got in numeric
 
 
+def _kind(value: Any) -> str:
+    """What JSON calls a value's type, for messages: 'a string', 'an object', 'null'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    """A ``parameters`` field: an object, or absent (null counts as absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SchemaError(f"{where}'parameters' must be an object, got {_kind(value)}.")
+    return value
+
+
+def _check_flag(parameters: Mapping[str, Any], key: str, where: str) -> None:
+    if key in parameters and not isinstance(parameters[key], bool):
+        raise SchemaError(
+            f"{where}'parameters.{key}' must be true or false, got {_kind(parameters[key])}."
+        )
+
+
+def _check_outputs(request: Mapping[str, Any]) -> None:
+    """The requested outputs are objects with a string name and boolean binary flags (their
+    names are checked against the model's outputs once those exist)."""
+    outputs = request.get("outputs")
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise SchemaError(
+            f"'outputs' must be a list of objects with a 'name', got {_kind(outputs)}."
+        )
+    for i, out in enumerate(outputs):
+        if not isinstance(out, dict):
+            raise SchemaError(f"outputs[{i}] must be an object with a 'name'.")
+        if not isinstance(out.get("name"), str):
+            raise SchemaError(
+                f"outputs[{i}]: 'name' must be a string, got {_kind(out.get('name'))}."
+            )
+        _check_flag(
+            _parameters(out.get("parameters"), f"outputs[{i}]: "), "binary_data", f"outputs[{i}]: "
+        )
+
+
+def _check_rank(label: str, shape: list[int], signature: Signature | None, name: str) -> None:
+    """Refuse a rank the signature forbids (or numpy cannot hold) before anything is shaped."""
+    rank = len(shape)
+    inputs = signature.inputs if signature is not None else None
+    if isinstance(inputs, ColumnSchema):
+        if rank == 1 or rank == 2:
+            return  # [N, k] with k != 1 is the signature check's to refuse, naming the column
+        raise SchemaError(
+            f"{label}: 'shape' has {rank} dimensions; a column takes shape [N] or [N, 1]."
+        )
+    if isinstance(inputs, TensorSchema):
+        specs = {t.name: t for t in inputs.tensors}
+        spec = specs.get(name) or (inputs.tensors[0] if inputs.single else None)
+        if spec is not None and rank != len(spec.shape):
+            raise SchemaError(
+                f"{label}: 'shape' has {rank} dimensions; the model takes {len(spec.shape)}: "
+                f"{list(spec.shape)}."
+            )
+    if rank > _MAX_DIMS:
+        raise SchemaError(
+            f"{label}: 'shape' has {rank} dimensions; at most {_MAX_DIMS} are supported."
+        )
+
+
 def decode_v2(
     body: bytes, header_length: int | None, signature: Signature | None, options: ServeOptions
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -286,6 +366,9 @@ def decode_v2(
         or not (request["inputs"])
     ):
         raise SchemaError("The request needs 'inputs': a non-empty list of tensors.")
+    parameters = _parameters(request.get("parameters"), "")
+    _check_flag(parameters, "binary_data_output", "")
+    _check_outputs(request)
     expected = _expected_v2(signature)
     is_columns = signature is not None and isinstance(signature.inputs, ColumnSchema)
     tensors: dict[str, np.ndarray] = {}
@@ -296,6 +379,11 @@ def decode_v2(
         name = tensor["name"]
         label = f"input {name!r}"
         datatype, shape = tensor.get("datatype"), tensor.get("shape")
+        if not isinstance(datatype, str):
+            raise SchemaError(
+                f"{label}: 'datatype' must be a string, got {_kind(datatype)}. Use one of "
+                f"{', '.join(V2_TO_NUMPY)}."
+            )
         if datatype not in V2_TO_NUMPY:
             raise SchemaError(
                 f"{label}: unknown datatype {datatype!r}. Use one of {', '.join(V2_TO_NUMPY)}."
@@ -311,6 +399,7 @@ def decode_v2(
                 f"{label}: shape {shape} means {count} elements; this server "
                 f"accepts at most {options.max_elements}.",
             )
+        _check_rank(label, shape, signature, name)
         want = (
             expected.get(name)
             if len(expected) > 1 or is_columns
@@ -322,10 +411,14 @@ def decode_v2(
             )
         if want is not None and not _compatible(want, datatype):
             raise SchemaError(f"{label}: expected datatype {want}, got {datatype}.", name)
-        params = tensor.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        size = _parameters(tensor.get("parameters"), f"{label}: ").get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(tail)
+            ):
                 raise SchemaError(f"{label}: binary_data_size does not match the binary data.")
             raw = tail[offset : offset + size]
             offset += size
@@ -360,9 +453,7 @@ def decode_v2(
             except (TypeError, ValueError, OverflowError):
                 raise SchemaError(f"{label}: the data are not all {datatype} values.") from None
         tensors[name] = arr.reshape(shape)
-    params = {
-        k: v for k, v in (request.get("parameters") or {}).items() if k not in _RESERVED_PARAMETERS
-    }
+    params = {k: v for k, v in parameters.items() if k not in _RESERVED_PARAMETERS}
     unsigned = signature is None or signature.inputs is None
     if is_columns or (unsigned and _is_table(tensors, request)):
         data: Any = {
@@ -418,15 +509,17 @@ def output_tensors(output: Any, signature: Signature | None) -> dict[str, np.nda
 def encode_v2(
     tensors: Mapping[str, np.ndarray], request: Mapping[str, Any], model_name: str, version: str
 ) -> tuple[bytes, int | None]:
-    """The v2 response body, and the JSON header length when binary outputs follow it."""
+    """The v2 response body, and the JSON header length when binary outputs follow it.
+
+    ``request`` is one ``decode_v2`` accepted: its outputs and parameters are well formed.
+    """
     requested = request.get("outputs")
     wanted: dict[str, bool] = {}
     default_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
-    if isinstance(requested, list) and requested:
+    if requested:
         for out in requested:
-            if not isinstance(out, dict) or out.get("name") not in tensors:
-                name = out.get("name") if isinstance(out, dict) else out
-                raise SchemaError(f"Unknown output {name!r}. Outputs: {', '.join(tensors)}.")
+            if out["name"] not in tensors:
+                raise SchemaError(f"Unknown output {out['name']!r}. Outputs: {', '.join(tensors)}.")
             params = out.get("parameters") or {}
             wanted[out["name"]] = bool(params.get("binary_data", default_binary))
     else:
