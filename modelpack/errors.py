@@ -11,6 +11,7 @@ ModelpackError
   NotFound             nothing at that URI or name
   AlreadyExists        the target is taken
   InvalidArgument      an argument that cannot work, whatever the data
+  Conflict             a concurrent write got in the way; the same call may succeed again
 ```
 
 Every exception carries its values as attributes, so callers never parse messages.
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AlreadyExists",
+    "Conflict",
     "FlavorError",
     "FormatError",
     "IntegrityError",
@@ -107,3 +109,19 @@ class AlreadyExists(ModelpackError):
 
 class InvalidArgument(ModelpackError, ValueError):
     """An argument that cannot work whatever the data (also a ``ValueError``)."""
+
+
+class Conflict(ModelpackError):
+    """A write lost to concurrent writes of the same records (a deadlock, a serialization
+    failure, a lock held too long) even after the store retried it; nothing was changed, and
+    running the same call again may succeed.
+
+    Attributes:
+        reason: what the database reported, e.g. ``"deadlock detected"``.
+        attempts: how many times the store ran the write before giving up.
+    """
+
+    def __init__(self, message: str, reason: str, attempts: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import fcntl
 import functools
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from modelpack.errors import InvalidArgument, ModelpackError, NotFound
+from modelpack.errors import Conflict, InvalidArgument, ModelpackError, NotFound
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A write that loses a deadlock or a serialization check is run again, this many times in all,
+# after a jittered pause that doubles from 10-25 ms up to 10-200 ms: long enough for the winner
+# to commit, short enough that a user waits well under a second in all.
+ATTEMPTS = 5
+_RETRIED = {"40P01": "deadlock detected", "40001": "serialization failure"}
 # Any constant works: it only has to be the same in every process that upgrades.
 _PG_LOCK_KEY = 0x6D6F64656C7061
 
@@ -83,6 +89,72 @@ def connect_error(engine: sa.Engine, exc: Exception) -> ModelpackError:
         f"Cannot open the tracking store at {redact(engine.url)}: {reason}. Check that the "
         f"database is running and the URL is right."
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+
+
+def retryable(exc: BaseException) -> str | None:
+    """Why the database refused a write that may succeed if run again, or None.
+
+    SQLite's "database is locked" is not retried: it surfaces only after the busy timeout
+    (60 s) has already waited for the lock, so running the write again would only wait again.
+    """
+    return _RETRIED.get(str(getattr(_driver_error(exc), "sqlstate", None) or ""))
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: jittered, so the losers spread out."""
+    return random.uniform(0.01, min(0.2, 0.025 * 2 ** (attempt - 1)))
+
+
+def db_error(engine: sa.Engine, exc: BaseException, attempts: int = 1) -> ModelpackError:
+    """The modelpack error for a database error (SQLAlchemy's or the driver's) that escapes."""
+    where = f"The tracking store at {redact(engine.url)}"
+    orig = _driver_error(exc)
+    reason = _first_line(orig)
+    conflict = retryable(exc)
+    if conflict is not None or "database is locked" in reason:
+        conflict = conflict or "database is locked"
+        tries = f" on all {attempts} attempts" if attempts > 1 else ""
+        return Conflict(
+            f"{where} could not apply this write: concurrent writes to the same records got in "
+            f"the way ({conflict}){tries}; nothing was changed. Try again.",
+            reason=conflict,
+            attempts=attempts,
+        )
+    dbapi = engine.dialect.loaded_dbapi
+    if isinstance(exc, sa.exc.DataError) or isinstance(orig, dbapi.DataError):
+        return InvalidArgument(f"{where} cannot store a value: {reason}.")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or isinstance(
+        orig, dbapi.OperationalError | dbapi.InterfaceError
+    ):
+        return ModelpackError(
+            f"{where} failed: {reason}. Check that the database is running and reachable."
+        )
+    return ModelpackError(f"{where} failed: {type(orig).__name__}: {reason}.")
+
+
+@contextlib.contextmanager
+def translated(engine: sa.Engine) -> Iterator[None]:
+    """Turn the database errors raised inside into modelpack's (see ``db_error``).
+
+    IntegrityError passes through: the caller knows what a taken name or number means.
+    """
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise
+    except (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
+        if isinstance(exc, engine.dialect.loaded_dbapi.IntegrityError):
+            raise
+        raise db_error(engine, exc) from exc
 
 
 @contextlib.contextmanager

@@ -6,14 +6,14 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
 from modelpack.entities import STAGES, HistoryRecord, ModelVersion, RegisteredModel, canonical_stage
 from modelpack.entities import at_ms as _at_ms
-from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
+from modelpack.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from modelpack.store import _validate
 from modelpack.store import schema as t
 
@@ -31,6 +31,9 @@ VERSION_ATTRIBUTES: Mapping[str, type] = {
 }
 _RETRIES = 50
 _REGISTRY_KINDS = ("tag", "attribute")
+# The history stores an alias move as "alias@version" in a 256-character column.
+MAX_ALIAS = _validate.MAX_NAME - len("@2147483647")
+T = TypeVar("T")
 
 
 def version_number(version: Any) -> int:
@@ -45,6 +48,10 @@ def version_number(version: Any) -> int:
 
 def alias_name(alias: Any) -> str:
     _validate.name(alias, "Alias")
+    if len(alias) > MAX_ALIAS:
+        raise InvalidArgument(
+            f"Alias is {len(alias)} characters long; the limit is {MAX_ALIAS}: {alias[:40]!r}..."
+        )
     if alias.lower() == "latest" or re.fullmatch(r"v?\d+", alias, re.IGNORECASE):
         raise InvalidArgument(
             f"Alias {alias!r} is reserved: 'latest' and version-like names (3, v3) would be "
@@ -66,13 +73,28 @@ class RegistryMixin:
 
     def _connect(self) -> Any: ...
 
+    def _write(self, body: Callable[[sa.Connection], T]) -> T:
+        raise NotImplementedError  # SqlStore's
+
     # ------------------------------------------------------------------ rows to entities
 
-    def _rm_row(self, conn: sa.Connection, name: str, lock: bool = False) -> Any:
+    def _rm_row(
+        self, conn: sa.Connection, name: str, lock: Literal["row", "key"] | None = None
+    ) -> Any:
+        """The registered model's row; ``lock`` takes its row lock first (PostgreSQL; SQLite's
+        BEGIN IMMEDIATE already serializes every writer).
+
+        Every registry write locks the model's row before it reads or changes anything of the
+        model's, so writers of one model take turns and always take rows in the same order
+        (the model, then its versions by number, then aliases, tags and history): concurrent
+        promotions cannot both see "no other version in Production", and cannot deadlock.
+        ``"row"`` (FOR NO KEY UPDATE) leaves registrations free to insert versions; ``"key"``
+        (FOR UPDATE) is for renaming or deleting the model itself.
+        """
         _validate.name(name, "Registered model name")
         query = sa.select(t.registered_models).where(t.registered_models.c.name == name)
-        if lock:  # delete-then-insert writers of one model take turns (SQLite already does)
-            query = query.with_for_update(key_share=True)
+        if lock is not None:
+            query = query.with_for_update(key_share=lock == "row")
         row = conn.execute(query).one_or_none()
         if row is None:
             raise NotFound(f"Registered model {name!r} does not exist.")
@@ -239,10 +261,11 @@ class RegistryMixin:
     def create_registered_model(
         self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> RegisteredModel:
+        def body(conn: sa.Connection) -> RegisteredModel:
+            return self._registered_model(conn, self._insert_model(conn, name, description, tags))
+
         try:
-            with self._begin_durable() as conn:
-                row = self._insert_model(conn, name, description, tags)
-                return self._registered_model(conn, row)
+            return self._write(body)
         except sa.exc.IntegrityError:
             raise AlreadyExists(f"Registered model {name!r} already exists.") from None
 
@@ -296,59 +319,68 @@ class RegistryMixin:
         return table, joined
 
     def update_registered_model(self, name: str, description: str) -> RegisteredModel:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+        description = _validate.text(description, "Description")
+
+        def body(conn: sa.Connection) -> RegisteredModel:
+            rm = self._rm_row(conn, name, lock="row")
             conn.execute(
                 t.registered_models.update()
                 .where(t.registered_models.c.id == rm.id)
-                .values(
-                    description=_validate.text(description, "Description"),
-                    last_updated_time=now_ms(),
-                )
+                .values(description=description, last_updated_time=now_ms())
             )
             return self._registered_model(conn, self._rm_row(conn, name))
 
+        return self._write(body)
+
     def rename_registered_model(self, name: str, new_name: str, user_id: str) -> RegisteredModel:
         _validate.name(new_name, "New registered model name")
+
+        def body(conn: sa.Connection) -> RegisteredModel:
+            rm = self._rm_row(conn, name, lock="key")
+            conn.execute(
+                t.registered_models.update()
+                .where(t.registered_models.c.id == rm.id)
+                .values(name=new_name, last_updated_time=now_ms())
+            )
+            renamed = self._rm_row(conn, new_name)
+            self._history(conn, renamed, None, "rename", name, new_name, user_id)
+            return self._registered_model(conn, renamed)
+
         try:
-            with self._begin_durable() as conn:
-                rm = self._rm_row(conn, name)
-                conn.execute(
-                    t.registered_models.update()
-                    .where(t.registered_models.c.id == rm.id)
-                    .values(name=new_name, last_updated_time=now_ms())
-                )
-                renamed = self._rm_row(conn, new_name)
-                self._history(conn, renamed, None, "rename", name, new_name, user_id)
-                return self._registered_model(conn, renamed)
+            return self._write(body)
         except sa.exc.IntegrityError:
             raise AlreadyExists(f"Registered model {new_name!r} already exists.") from None
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name, lock=True)
-            tag = t.registered_model_tags
+        _validate.name(key, "Tag key")
+        value = _validate.text(value, f"Tag {key!r}")
+        tag = t.registered_model_tags
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
             conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
-            conn.execute(
-                tag.insert().values(
-                    model=rm.id,
-                    key=_validate.name(key, "Tag key"),
-                    value=_validate.text(value, f"Tag {key!r}"),
-                )
-            )
+            conn.execute(tag.insert().values(model=rm.id, key=key, value=value))
+
+        self._write(body)
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
-            tag = t.registered_model_tags
+        tag = t.registered_model_tags
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
             conn.execute(tag.delete().where(tag.c.model == rm.id, tag.c.key == key))
+
+        self._write(body)
 
     def delete_registered_model(self, name: str, user_id: str, force: bool = False) -> list[str]:
         """Delete the model and its versions; returns their storage locations to clean up."""
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+
+        def body(conn: sa.Connection) -> list[str]:
+            rm = self._rm_row(conn, name, lock="key")
             rows = conn.execute(
-                sa.select(t.model_versions).where(t.model_versions.c.model == rm.id)
+                sa.select(t.model_versions)
+                .where(t.model_versions.c.model == rm.id)
+                .order_by(t.model_versions.c.version)
             ).all()
             if not force:
                 for row in rows:
@@ -365,6 +397,8 @@ class RegistryMixin:
                 conn.execute(table.delete().where(table.c.model == rm.id))
             conn.execute(t.registered_models.delete().where(t.registered_models.c.id == rm.id))
             return [row.storage_location for row in rows]
+
+        return self._write(body)
 
     # ------------------------------------------------------------------ versions
 
@@ -440,7 +474,7 @@ class RegistryMixin:
                     self._touch(conn, rm)
                     row = self._version_row(conn, rm, version)
                     return self._versions(conn, [row], {rm.id: rm.name})[0]
-            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+            except (sa.exc.IntegrityError, Conflict) as exc:
                 # A concurrent registration took this number (or the database reported a
                 # serialization failure): roll back, wait a little, and count again.
                 if attempt == _RETRIES - 1:
@@ -555,43 +589,53 @@ class RegistryMixin:
             return self._versions(conn, [row], {rm.id: rm.name})[0]
 
     def update_model_version(self, name: str, version: Any, description: str) -> ModelVersion:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+        description = _validate.text(description, "Description")
+
+        def body(conn: sa.Connection) -> ModelVersion:
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
             conn.execute(
                 t.model_versions.update()
                 .where(t.model_versions.c.model == rm.id, t.model_versions.c.version == row.version)
-                .values(description=_validate.text(description, "Description"))
+                .values(description=description)
             )
             self._touch(conn, rm, row.version)
-        return self.get_model_version(name, version)
+            return self._one_version(conn, rm, row.version)
+
+        return self._write(body)
+
+    def _one_version(self, conn: sa.Connection, rm: Any, version: int) -> ModelVersion:
+        return self._versions(conn, [self._version_row(conn, rm, version)], {rm.id: rm.name})[0]
 
     def set_model_version_tag(self, name: str, version: Any, key: str, value: Any) -> None:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name, lock=True)
+        _validate.name(key, "Tag key")
+        value = _validate.text(value, f"Tag {key!r}")
+        tag = t.model_version_tags
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
-            tag = t.model_version_tags
             where = (tag.c.model == rm.id, tag.c.version == row.version, tag.c.key == key)
             conn.execute(tag.delete().where(*where))
             conn.execute(
-                tag.insert().values(
-                    model=rm.id,
-                    version=row.version,
-                    key=_validate.name(key, "Tag key"),
-                    value=_validate.text(value, f"Tag {key!r}"),
-                )
+                tag.insert().values(model=rm.id, version=row.version, key=key, value=value)
             )
 
+        self._write(body)
+
     def delete_model_version_tag(self, name: str, version: Any, key: str) -> None:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+        tag = t.model_version_tags
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
-            tag = t.model_version_tags
             conn.execute(
                 tag.delete().where(
                     tag.c.model == rm.id, tag.c.version == row.version, tag.c.key == key
                 )
             )
+
+        self._write(body)
 
     def transition_model_version_stage(
         self,
@@ -605,25 +649,29 @@ class RegistryMixin:
     ) -> ModelVersion:
         stage = canonical_stage(stage)
         mv = t.model_versions
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+
+        def body(conn: sa.Connection) -> ModelVersion:
+            # The lock comes first: "the other versions in this stage" is read after every
+            # earlier transition of this model has committed, and none can start before this
+            # one commits.
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
             if archive_existing_versions and stage in ("Staging", "Production"):
                 others = conn.execute(
-                    sa.select(mv).where(
-                        mv.c.model == rm.id, mv.c.stage == stage, mv.c.version != row.version
-                    )
-                ).all()
-                for other in others:
+                    sa.select(mv.c.version)
+                    .where(mv.c.model == rm.id, mv.c.stage == stage, mv.c.version != row.version)
+                    .order_by(mv.c.version)
+                ).scalars()
+                for other in others.all():
                     conn.execute(
                         mv.update()
-                        .where(mv.c.model == rm.id, mv.c.version == other.version)
+                        .where(mv.c.model == rm.id, mv.c.version == other)
                         .values(stage="Archived", last_updated_time=now_ms())
                     )
                     self._history(
                         conn,
                         rm,
-                        other.version,
+                        other,
                         "stage",
                         stage,
                         "Archived",
@@ -637,26 +685,25 @@ class RegistryMixin:
             )
             self._history(conn, rm, row.version, "stage", row.stage, stage, user_id, comment)
             self._touch(conn, rm, row.version)
-        return self.get_model_version(name, row.version)
+            return self._one_version(conn, rm, row.version)
+
+        return self._write(body)
 
     def set_registered_model_alias(
         self, name: str, alias: str, version: Any, user_id: str, comment: str | None = None
     ) -> None:
         alias = alias_name(alias)
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+        aliases = t.aliases
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
-            old = conn.execute(
-                sa.select(t.aliases.c.version).where(
-                    t.aliases.c.model == rm.id, t.aliases.c.alias == alias
-                )
-            ).scalar()
+            where = (aliases.c.model == rm.id, aliases.c.alias == alias)
+            old = conn.execute(sa.select(aliases.c.version).where(*where)).scalar()
             if old == row.version:
                 return
-            conn.execute(
-                t.aliases.delete().where(t.aliases.c.model == rm.id, t.aliases.c.alias == alias)
-            )
-            conn.execute(t.aliases.insert().values(model=rm.id, alias=alias, version=row.version))
+            conn.execute(aliases.delete().where(*where))
+            conn.execute(aliases.insert().values(model=rm.id, alias=alias, version=row.version))
             self._history(
                 conn,
                 rm,
@@ -669,21 +716,22 @@ class RegistryMixin:
             )
             self._touch(conn, rm)
 
+        self._write(body)
+
     def delete_registered_model_alias(self, name: str, alias: str, user_id: str) -> None:
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
-            old = conn.execute(
-                sa.select(t.aliases.c.version).where(
-                    t.aliases.c.model == rm.id, t.aliases.c.alias == alias
-                )
-            ).scalar()
+        aliases = t.aliases
+
+        def body(conn: sa.Connection) -> None:
+            rm = self._rm_row(conn, name, lock="row")
+            where = (aliases.c.model == rm.id, aliases.c.alias == alias)
+            old = conn.execute(sa.select(aliases.c.version).where(*where)).scalar()
             if old is None:
                 raise NotFound(f"Registered model {name!r} has no alias {alias!r}.")
-            conn.execute(
-                t.aliases.delete().where(t.aliases.c.model == rm.id, t.aliases.c.alias == alias)
-            )
+            conn.execute(aliases.delete().where(*where))
             self._history(conn, rm, old, "delete_alias", f"{alias}@{old}", None, user_id)
             self._touch(conn, rm)
+
+        self._write(body)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         with self._connect() as conn:
@@ -729,8 +777,9 @@ class RegistryMixin:
         self, name: str, version: Any, user_id: str, force: bool = False
     ) -> str:
         """Delete one version; returns its storage location for the caller to clean up."""
-        with self._begin_durable() as conn:
-            rm = self._rm_row(conn, name)
+
+        def body(conn: sa.Connection) -> str:
+            rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
             if not force:
                 self._check_deletable(conn, rm, row)
@@ -752,6 +801,8 @@ class RegistryMixin:
             self._history(conn, rm, row.version, "delete", row.stage, None, user_id)
             self._touch(conn, rm)
             return str(row.storage_location)
+
+        return self._write(body)
 
     def get_model_history(self, name: str) -> list[HistoryRecord]:
         with self._connect() as conn:

@@ -12,8 +12,8 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -34,6 +34,7 @@ from modelpack.store._registry import RegistryMixin
 
 __all__ = ["SqlStore", "ViewType"]
 
+T = TypeVar("T")
 DEFAULT_EXPERIMENT = "Default"
 ACTIVE, DELETED = "active", "deleted"
 
@@ -54,6 +55,12 @@ _METRIC_SQL = {True: _metric_sql("?"), False: _metric_sql("%s")}
 _RUN_STATE = {
     q == "?": f"SELECT status, lifecycle_stage FROM runs WHERE run_id = {q}" for q in ("?", "%s")
 }
+
+
+def _by_key(rows: list[tuple]) -> list[tuple]:
+    """Metric rows in key order (stable: a key's points keep theirs), so two writers of one
+    run's latest_metrics lock its rows in the same order and cannot deadlock."""
+    return sorted(rows, key=lambda row: row[1])
 
 
 class ViewType:
@@ -102,17 +109,23 @@ class SqlStore(RegistryMixin):
     def url(self) -> str:
         return _engine.redact(self.engine.url)
 
-    def _begin(self) -> Any:
-        return self.engine.begin()
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A transaction; database errors come out as modelpack's (``_engine.db_error``)."""
+        with _engine.translated(self.engine), self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _begin_durable(self) -> Iterator[sa.Connection]:
-        """A transaction whose commit survives a power loss, for the registry's records.
+        """A transaction whose commit survives a power loss, for the registry's records."""
+        with _engine.translated(self.engine), self._durable() as conn:
+            yield conn
 
-        SQLite runs WAL with synchronous=NORMAL, which is crash-safe for the process but may
-        lose the last commits to an OS crash; the registry is the system of record, so its
-        writes commit with synchronous=FULL. PostgreSQL commits durably already.
-        """
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[sa.Connection]:
+        # SQLite runs WAL with synchronous=NORMAL, which is crash-safe for the process but may
+        # lose the last commits to an OS crash; the registry is the system of record, so its
+        # writes commit with synchronous=FULL. PostgreSQL commits durably already.
         with self.engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
             raw = conn.connection.driver_connection if sqlite else None
@@ -125,8 +138,32 @@ class SqlStore(RegistryMixin):
                 if raw is not None:
                     raw.execute("PRAGMA synchronous=NORMAL")
 
-    def _connect(self) -> Any:
-        return self.engine.connect()
+    def _write(self, body: Callable[[sa.Connection], T]) -> T:
+        """``body(conn)`` in one durable transaction, run again if it loses a deadlock or a
+        serialization check (``_engine.ATTEMPTS`` times in all, with a jittered backoff).
+
+        ``body`` must do nothing but database work: it may run more than once. Errors that
+        still escape are modelpack's (``Conflict`` for a conflict that outlasted the retries);
+        an IntegrityError passes through for the caller to name.
+        """
+        attempt = 1
+        while True:
+            try:
+                with self._durable() as conn:
+                    return body(conn)
+            except sa.exc.IntegrityError:
+                raise
+            except sa.exc.DBAPIError as exc:
+                if _engine.retryable(exc) is None or attempt >= _engine.ATTEMPTS:
+                    raise _engine.db_error(self.engine, exc, attempt) from exc
+            time.sleep(_engine.backoff(attempt))
+            attempt += 1
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection for reads; database errors come out as modelpack's."""
+        with _engine.translated(self.engine), self.engine.connect() as conn:
+            yield conn
 
     # ------------------------------------------------------------------ experiments
 
@@ -413,12 +450,16 @@ class SqlStore(RegistryMixin):
     def _log_metrics_only(self, run_id: str, points: list[Metric]) -> None:
         """``log_batch`` of metrics alone, on the driver's connection: a training loop calls this
         thousands of times, and SQLAlchemy's per-statement machinery would triple its cost."""
-        raw = self.engine.raw_connection()
         qmark = self.engine.dialect.paramstyle == "qmark"
         rows = [
             (run_id, m.key, None if m.value != m.value else m.value, m.timestamp, m.step)
             for m in points
         ]
+        with _engine.translated(self.engine):
+            raw = self.engine.raw_connection()
+            self._insert_metrics(raw, run_id, rows, qmark)
+
+    def _insert_metrics(self, raw: Any, run_id: str, rows: list[tuple], qmark: bool) -> None:
         try:
             cursor = raw.cursor()
             if qmark:
@@ -435,10 +476,11 @@ class SqlStore(RegistryMixin):
                 cursor.execute(upsert, rows[0])
             else:
                 cursor.executemany(insert, rows)
-                cursor.executemany(upsert, rows)
+                cursor.executemany(upsert, _by_key(rows))
             raw.commit()
         except BaseException:
-            raw.rollback()
+            with contextlib.suppress(Exception):  # a lost connection cannot roll back either
+                raw.rollback()
             raise
         finally:
             raw.close()
@@ -452,7 +494,7 @@ class SqlStore(RegistryMixin):
             for m in points
         ]
         conn.exec_driver_sql(sql[0], rows if len(rows) > 1 else rows[0])
-        conn.exec_driver_sql(sql[1], rows if len(rows) > 1 else rows[0])
+        conn.exec_driver_sql(sql[1], _by_key(rows) if len(rows) > 1 else rows[0])
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         with self._connect() as conn:

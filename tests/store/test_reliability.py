@@ -442,3 +442,203 @@ def test_concurrent_param_writes_one_wins_the_other_is_told(store_url, client, t
         assert repr(winner) in message and repr(loser) in message, message
         assert message.index(repr(winner)) < message.index(repr(loser)), message
         assert params[f"p{i}"] == winner
+
+
+# ---------------------------------------------------------------------------- 5. registry moves
+
+PROMOTERS = 8
+PROMOTE_ROUNDS = 6
+MOVERS = 4
+MOVE_S = 4.0  # how long each mover moves stages and aliases at random
+MOVE_STAGES = ("None", "Staging", "Production", "Archived")
+MOVE_ALIASES = ("champion", "challenger")
+
+# Promote ``version`` to Production, archiving the others, once per round; every round behind
+# its own barrier, then a "done" file. One JSON line per round: [error class or null, message].
+_PROMOTE = (
+    _BARRIER
+    + r"""
+import json
+from modelpack import Client
+
+url, root, name, version, rounds, sync, me = sys.argv[1:8]
+client = Client(url, root)
+client.store
+for i in range(int(rounds)):
+    barrier(os.path.join(sync, f"ready-{i}-{me}"), os.path.join(sync, f"go-{i}"))
+    try:
+        client.transition_model_version_stage(
+            name, version, "Production", archive_existing_versions=True, comment=f"{me}/{i}"
+        )
+        result = [None, None]
+    except Exception as exc:
+        result = [f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)]
+    print(json.dumps(result), flush=True)
+    open(os.path.join(sync, f"done-{i}-{me}"), "w").close()
+"""
+)
+
+# Move stages and aliases of ``name``'s versions 1..``versions`` at random for ``seconds``;
+# prints one JSON list of [kind, comment, version, stage or alias, archive, error or null].
+_MOVE = (
+    _BARRIER
+    + r"""
+import json, random
+from modelpack import Client
+
+url, root, name, versions, seconds, seed, ready, go, me = sys.argv[1:10]
+stages, aliases = ("None", "Staging", "Production", "Archived"), ("champion", "challenger")
+client = Client(url, root)
+client.store
+rng = random.Random(int(seed))
+barrier(ready, go)
+ops = []
+deadline = time.monotonic() + float(seconds)
+while time.monotonic() < deadline:
+    comment = f"{me}/{len(ops)}"
+    version = rng.randint(1, int(versions))
+    try:
+        if rng.random() < 0.6:
+            stage, archive = rng.choice(stages), rng.random() < 0.5
+            op = ["stage", comment, version, stage, archive]
+            client.transition_model_version_stage(
+                name, version, stage, archive_existing_versions=archive, comment=comment
+            )
+        else:
+            alias = rng.choice(aliases)
+            op = ["alias", comment, version, alias, False]
+            client.set_registered_model_alias(name, alias, version, comment=comment)
+        ops.append(op + [None])
+    except Exception as exc:
+        ops.append(op + [f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"])
+print(json.dumps(ops), flush=True)
+"""
+)
+
+
+def _register_versions(client: Client, package: Path, name: str, count: int) -> None:
+    for _ in range(count):
+        client.register_model(str(package), name)
+
+
+def _stages(client: Client, name: str) -> dict[int, str]:
+    return {int(v.version): v.stage for v in client.search_model_versions(f"name = '{name}'")}
+
+
+def _replay(history: list, stages: dict[int, str], archiving: set[str]) -> tuple[dict, dict]:
+    """Apply the history in order to versions that all start in None: every record must start
+    from the state the records before it left, and a move that archived the others must leave
+    its version alone in its stage. Returns the stages and aliases it ends with."""
+    state = dict.fromkeys(stages, "None")
+    aliases: dict[str, int] = {}
+    for h in history:
+        if h.action == "stage":
+            assert h.from_value == state[h.version], f"{h}: version {h.version} was {state}"
+            state[h.version] = h.to_value
+            if h.comment in archiving:
+                alone = [v for v, s in state.items() if s == h.to_value]
+                assert alone == [h.version], f"{h}: {state}"
+        elif h.action == "alias":
+            alias, _, version = h.to_value.partition("@")
+            before = aliases.get(alias)
+            assert h.from_value == (None if before is None else f"{alias}@{before}"), h
+            aliases[alias] = int(version)
+    return state, aliases
+
+
+@pytest.mark.slow
+def test_simultaneous_promotions_leave_exactly_one_in_production(
+    store_url, client, forest, xy, tmp_path
+):
+    """8 processes promote 8 different versions to Production with archive_existing_versions
+    at the same instant, 6 times: after every round exactly one version is in Production, the
+    other seven are Archived, and no promotion failed."""
+    package = _save_small(forest, xy, tmp_path)
+    _register_versions(client, package, "Churn", PROMOTERS)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    argv = [
+        (store_url, client.artifact_root, "Churn", w + 1, PROMOTE_ROUNDS, sync, w)
+        for w in range(PROMOTERS)
+    ]
+    in_production = []
+    with _workers(tmp_path, _PROMOTE, argv) as procs:
+        for i in range(PROMOTE_ROUNDS):
+            _await_files([sync / f"ready-{i}-{w}" for w in range(PROMOTERS)], procs, STARTUP_S)
+            (sync / f"go-{i}").touch()
+            _await_files([sync / f"done-{i}-{w}" for w in range(PROMOTERS)], procs, RUN_S)
+            stages = _stages(client, "Churn")
+            production = [v for v, stage in stages.items() if stage == "Production"]
+            in_production.append(len(production))
+            assert len(production) == 1, f"round {i}: {stages}"
+            assert sorted(stage for stage in stages.values()) == ["Archived"] * 7 + ["Production"]
+        outputs = _finish(procs, RUN_S)
+
+    results = [json.loads(line) for out in outputs for line in out.splitlines()]
+    assert len(results) == PROMOTERS * PROMOTE_ROUNDS
+    assert [r for r in results if r != [None, None]] == []
+    history = client.get_model_history("Churn")
+    moves = [h for h in history if h.action == "stage"]
+    promotions = {f"{w}/{i}" for w in range(PROMOTERS) for i in range(PROMOTE_ROUNDS)}
+    promoted = [h.comment for h in moves if h.to_value == "Production"]
+    assert sorted(promoted) == sorted(promotions)
+    # In commit order, each promotion found at most the one version before it in Production.
+    replayed, _ = _replay(history, stages, promotions)
+    assert replayed == stages
+    archived = [h for h in moves if h.to_value == "Archived"]
+    assert all(h.from_value == "Production" for h in archived)
+    print(
+        f"{PROMOTE_ROUNDS} rounds x {PROMOTERS} promotions on {store_url.split(':')[0]}: "
+        f"Production counts {in_production}, {len(promoted)} promotions, {len(archived)} "
+        f"versions archived by them, 0 failed"
+    )
+
+
+@pytest.mark.slow
+def test_random_concurrent_moves_never_fail_and_are_all_audited(
+    store_url, client, forest, xy, tmp_path
+):
+    """4 processes move stages (with and without archive_existing_versions) and aliases of 5
+    versions at random for 4 s each: no move fails, the history holds every one of them once,
+    and replaying the history reproduces the registry's final stages and aliases."""
+    package = _save_small(forest, xy, tmp_path)
+    versions = 5
+    _register_versions(client, package, "Churn", versions)
+    seed = random.randrange(2**32)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    common = (store_url, client.artifact_root, "Churn", versions, MOVE_S)
+    argv = [(*common, seed + w, sync / f"r{w}", sync / "go", w) for w in range(MOVERS)]
+    with _workers(tmp_path, _MOVE, argv) as procs:
+        _await_files([sync / f"r{w}" for w in range(MOVERS)], procs, STARTUP_S)
+        (sync / "go").touch()
+        outputs = _finish(procs, RUN_S + MOVE_S)
+
+    ops = [op for out in outputs for op in json.loads(out)]
+    failed = [op for op in ops if op[5] is not None]
+    transitions = [op for op in ops if op[0] == "stage"]
+    alias_moves = [op for op in ops if op[0] == "alias"]
+    summary = (
+        f"seed {seed}, {store_url.split(':')[0]}: {len(transitions)} transitions, "
+        f"{len(alias_moves)} alias moves, {len(failed)} failed"
+    )
+    print(summary)
+    assert transitions and alias_moves, summary
+    assert failed == [], f"{summary}: {failed[:5]}"
+
+    history = client.get_model_history("Churn")
+    stage_comments = sorted(h.comment for h in history if h.action == "stage"
+                            and not h.comment.startswith("archived: "))  # fmt: skip
+    assert stage_comments == sorted(op[1] for op in transitions), summary
+    alias_comments = [h.comment for h in history if h.action == "alias"]
+    # Setting an alias to the version it already names changes nothing and records nothing.
+    assert len(set(alias_comments)) == len(alias_comments)
+    assert set(alias_comments) <= {op[1] for op in alias_moves}
+    archiving = {op[1] for op in transitions if op[4] and op[3] in ("Staging", "Production")}
+    stages = _stages(client, "Churn")
+    replayed, aliases = _replay(history, stages, archiving)
+    assert replayed == stages, summary
+    assert aliases == client.get_registered_model("Churn").aliases, summary
+    archived = [h for h in history if (h.comment or "").startswith("archived: ")]
+    print(f"{summary}; history: {len(stage_comments)} moves, {len(archived)} archived by them, "
+          f"{len(alias_comments)} alias moves")  # fmt: skip
