@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack._schema import Columns
-from modelpack.errors import InvalidArgument
+from modelpack.errors import InvalidArgument, SchemaError
 from modelpack.flavor import Predict, check_options, require
 
 NAME = "sklearn"
@@ -83,13 +83,75 @@ def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
     wants_frame = hasattr(native, "feature_names_in_")
 
     def predict(data: Any, params: Mapping[str, Any]) -> Any:
+        given = data
         if isinstance(data, Columns):
             data = data.to_frame() if wants_frame else data.to_matrix()
         elif not wants_frame and hasattr(data, "columns") and hasattr(data, "to_numpy"):
             data = data.to_numpy()  # a frame for a model fitted on an array: its values
-        return method(data)
+        try:
+            return method(data)
+        except ValueError as exc:
+            refused = _refused_value(given, str(exc), type(native).__name__)
+            if refused is None:
+                raise
+            raise refused from None
 
     return predict
+
+
+def _refused_value(data: Any, message: str, model: str) -> SchemaError | None:
+    """sklearn's own check refused NaN, an infinity, or a number beyond the float32 that trees
+    compute in: the input's fault, named by column. None if the input holds no such value (the
+    model itself made it, and failed)."""
+    import numpy as np
+
+    if "contains NaN" in message:
+        what = "nan"
+    elif "contains infinity or a value too large" in message:
+        what = "float32" if "float32" in message else "inf"
+    else:
+        return None
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):
+        columns = [(f"Column {str(c)!r}", str(c), data[c].to_numpy()) for c in data.columns]
+    elif isinstance(data, Mapping):
+        columns = [(f"Column {str(c)!r}", str(c), np.asarray(v)) for c, v in data.items()]
+    else:
+        matrix = np.asarray(data)
+        if matrix.ndim != 2:
+            return None
+        columns = [(f"Input column {j}", str(j), matrix[:, j]) for j in range(matrix.shape[1])]
+    limit = float(np.finfo(np.float32).max)
+    for label, name, values in columns:
+        if values.dtype.kind != "f":
+            continue
+        if what == "nan":
+            bad = np.isnan(values)
+        elif what == "inf":
+            bad = np.isinf(values)
+        else:
+            bad = ~np.isnan(values) & (np.abs(values) > limit)
+        rows = np.flatnonzero(bad)
+        if not rows.size:
+            continue
+        row = int(rows[0])
+        value = float(values[row])
+        if what == "nan":
+            text = (
+                f"expected a number, got a missing value (NaN) at row {row}; {model} does not "
+                f"take missing values."
+            )
+        elif np.isinf(value):
+            text = (
+                f"expected a finite number, got {value!r} at row {row}; {model} does not take "
+                f"infinities."
+            )
+        else:
+            text = (
+                f"expected a number within float32's range ({-limit:.8g}..{limit:.8g}), got "
+                f"{value!r} at row {row}; {model} computes in float32."
+            )
+        return SchemaError(f"{label}: {text}", name)
+    return None
 
 
 def requirements(model: Any, config: Mapping[str, Any]) -> list[str]:

@@ -155,6 +155,7 @@ def cast(values: np.ndarray, target: np.dtype, label: str, type_name: str) -> np
         raise wrong()
     if tk == "f":
         if src in "iuf":
+            _check_float_range(values, target, label, type_name)
             return values.astype(target)
         raise wrong()
     if tk == "b":
@@ -216,6 +217,31 @@ def _checked_int(values: np.ndarray, target: np.dtype, label: str, type_name: st
                 label_field(label),
             )
     return values.astype(target)
+
+
+def _check_float_range(values: np.ndarray, target: np.dtype, label: str, type_name: str) -> None:
+    """Refuse finite numbers beyond a narrower float type: the cast would make them inf.
+    (NaN and infinities stay what they are, and pass.)"""
+    limit = float(np.finfo(target).max)
+    if values.dtype.kind == "f":
+        if values.dtype.itemsize <= target.itemsize:
+            return
+        if not np.fmax.reduce(np.abs(values), axis=None) > limit:  # one pass, NaN ignored
+            return
+        bad = np.isfinite(values) & (np.abs(values) > limit)
+    else:
+        info = np.iinfo(values.dtype)
+        if max(-int(info.min), int(info.max)) <= limit:
+            return
+        bad = np.abs(values.astype(np.float64)) > limit
+    if bad.any():
+        i = _first(bad)
+        row = i // max(values.size // max(values.shape[0], 1), 1) if values.ndim > 1 else i
+        raise SchemaError(
+            f"{label}: expected {type_name}, got {float(values.reshape(-1)[i])!r} at row {row}, "
+            f"outside the range {-limit:.8g}..{limit:.8g}.",
+            label_field(label),
+        )
 
 
 def _objects_to_numeric(

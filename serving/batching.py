@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from modelpack._schema import Columns
+from modelpack.errors import SchemaError
 from modelpack.serving.errors import HTTPError, ModelFailed
 
 log = logging.getLogger("modelpack.serving")
@@ -233,7 +234,9 @@ class Batcher:
 
 def _failure(exc: Exception) -> Exception:
     """What the client is told when the model raised ``exc`` (the details go to the log)."""
-    if isinstance(exc, HTTPError):
+    if isinstance(exc, HTTPError | SchemaError):
+        # A flavor that finds a value the model cannot take (sklearn: NaN, inf, beyond
+        # float32) says so, naming the column: the client's fault, not the model's.
         return exc
     # One line per failure; the traceback (the model's own code, mostly) at --log-level debug.
     reason = str(exc).strip().splitlines()

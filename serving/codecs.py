@@ -66,7 +66,10 @@ def parse_json(body: bytes, options: ServeOptions) -> Any:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HTTPError(400, f"The body is not valid JSON: {exc}.") from None
+        hint = ""
+        if body[exc.pos : exc.pos + 3].lower() in (b"nan", b"inf"):
+            hint = " NaN and Infinity are not JSON: send null for a missing value."
+        raise HTTPError(400, f"The body is not valid JSON: {exc}.{hint}") from None
     # Nesting needs a bracket per level: a body with few brackets cannot be too deep.
     if body.count(b"[") + body.count(b"{") > options.max_json_depth:
         _check_depth(obj, options.max_json_depth)
@@ -444,14 +447,7 @@ def decode_v2(
                 raise SchemaError(
                     f"{label}: shape {shape} needs {count} elements, got {len(flat)}."
                 )
-            try:
-                arr = (
-                    np.asarray(flat, dtype=V2_TO_NUMPY[datatype])
-                    if datatype != "BYTES"
-                    else (np.asarray(flat, dtype=object))
-                )
-            except (TypeError, ValueError, OverflowError):
-                raise SchemaError(f"{label}: the data are not all {datatype} values.") from None
+            arr = _json_values(flat, datatype, label)
         tensors[name] = arr.reshape(shape)
     params = {k: v for k, v in parameters.items() if k not in _RESERVED_PARAMETERS}
     unsigned = signature is None or signature.inputs is None
@@ -474,6 +470,71 @@ def decode_v2(
     else:
         data = tensors
     return data, params, request
+
+
+def _json_values(flat: list[Any], datatype: str, label: str) -> np.ndarray:
+    """JSON values as an array of ``datatype``, refusing what that type cannot hold as it is:
+    text for numbers, numbers for BOOL, fractions for integers, numbers beyond the type's range
+    (numpy alone would parse the text, make 2 true, truncate 1.5, or turn 1e300 into inf)."""
+    if datatype == "BYTES":
+        return np.asarray(flat, dtype=object)
+    dtype = V2_TO_NUMPY[datatype]
+    wrong = SchemaError(f"{label}: the data are not all {datatype} values.")
+    try:
+        raw = np.asarray(flat)  # one C pass; numpy picks the type of what came
+    except (TypeError, ValueError):
+        raise wrong from None
+    if raw.dtype.kind == "O":
+        # null (a missing float), or integers beyond int64: numpy reads these only when told
+        # the type. Anything else mixed (text, objects) is not of a numeric datatype.
+        numbers = all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in flat if v is not None
+        )
+        if dtype.kind == "f" and numbers:
+            raw = np.asarray(flat, dtype=np.float64)
+        elif dtype.kind in "iu" and numbers and all(isinstance(v, int) for v in flat):
+            info = np.iinfo(dtype)
+            for i, v in enumerate(flat):
+                if not info.min <= v <= info.max:
+                    raise SchemaError(
+                        f"{label}: expected {datatype} values, got {v} at index {i}, outside "
+                        f"the range {info.min}..{info.max}."
+                    )
+            return np.asarray(flat, dtype=dtype)
+        else:
+            raise wrong
+    kind = raw.dtype.kind
+    if kind not in "biuf" or (dtype.kind == "b") != (kind == "b"):
+        raise wrong
+    if raw.dtype == dtype or dtype == np.float64:
+        return raw.astype(dtype, copy=False)
+    if dtype.kind in "iu":
+        if kind == "f":
+            fraction = np.flatnonzero(np.isfinite(raw) & (raw != np.floor(raw)))
+            if fraction.size:
+                i = int(fraction[0])
+                raise SchemaError(
+                    f"{label}: expected {datatype} values, got {raw[i].item()!r} at index {i}, "
+                    f"which has a fraction."
+                )
+        iinfo = np.iinfo(dtype)
+        lo, hi, bound = iinfo.min, iinfo.max, f"{iinfo.min}..{iinfo.max}"
+        outside = (raw < lo) | (raw > hi)
+        if kind == "f":
+            outside |= np.isnan(raw)
+    else:
+        hi = float(np.finfo(dtype).max)
+        bound = f"{-hi:.8g}..{hi:.8g}"
+        wide = raw.astype(np.float64, copy=False)
+        outside = np.isfinite(wide) & (np.abs(wide) > hi)  # infinities stay infinities
+    where = np.flatnonzero(outside)
+    if where.size:
+        i = int(where[0])
+        raise SchemaError(
+            f"{label}: expected {datatype} values, got {raw[i].item()!r} at index {i}, outside "
+            f"the range {bound}."
+        )
+    return raw.astype(dtype)
 
 
 def _is_table(tensors: Mapping[str, np.ndarray], request: Mapping[str, Any]) -> bool:

@@ -426,20 +426,20 @@ def test_fuzz_malformed_requests_get_json_4xx_and_the_server_survives(server):
     assert_still_serving(server)
 
 
-def test_the_model_failing_is_500_without_details(server):
-    # 1e300 is a valid double, but the forest computes in float32 and refuses it.
+def test_a_double_beyond_float32_for_a_float32_forest_is_400_naming_the_column(server):
+    # 1e300 is a valid double, but the forest computes in float32 and cannot take it: that is
+    # the request's fault (a 400 naming the column), not the model failing (a 500). A model
+    # that fails on its own is test_app.py's test_model_failure_is_a_500_without_details.
     rows = ROWS.copy()
-    rows[0, 0] = 1e300
+    rows[1, 2] = 1e300
     with httpx2.Client(base_url=server.url, timeout=10) as http:
         response = http.post(
             "/invocations", content=_valid_body(rows), headers={"Content-Type": "application/json"}
         )
-    assert _error(response, 500) == (
-        "The model failed to predict (ValueError); the server log has the details."
+    assert _error(response, 400) == (
+        "Column 'f2': expected a number within float32's range (-3.4028235e+38..3.4028235e+38),"
+        " got 1e+300 at row 1; RandomForestClassifier computes in float32."
     )
-    assert "1e+300" not in response.text and "Traceback" not in response.text
-    # The log says what failed in one line; the traceback waits for --log-level debug.
     logs = server.logs(100_000)
-    assert "ERROR:     The model failed to predict: ValueError: " in logs
-    assert "Traceback" not in logs
+    assert "The model failed to predict" not in logs and "Traceback" not in logs
     assert_still_serving(server)

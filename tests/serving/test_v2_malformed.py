@@ -9,13 +9,13 @@ import pytest
 import modelpack
 
 COLS = [f"f{i}" for i in range(6)]
-DATATYPES = "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES"
+DATATYPES = (
+    "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES"
+)
 
 
 def _columns_body() -> dict:
-    return {
-        "inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [0.5]} for c in COLS]
-    }
+    return {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [0.5]} for c in COLS]}
 
 
 def _first(body: dict, **fields) -> dict:
