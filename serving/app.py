@@ -33,6 +33,15 @@ log = logging.getLogger("modelpack.serving")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def public_uri(uri: str) -> str:
+    """The URI as clients may see it: a registry or run URI as given, a location (a path, a
+    file:// or s3:// URI) by its last component only, so that answers never tell a client how
+    the server's disks or buckets are laid out."""
+    if uri.startswith(("models:/", "runs:/")):
+        return uri
+    return uri.rstrip("/").rpartition("/")[2] or uri
+
+
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON
@@ -176,6 +185,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
     opts = options.pop("_options", None) or ServeOptions.build(**options)
     server = Server(uri, opts, metrics_dir)
     dep = server.deployment
+    shown_uri = public_uri(uri)
 
     async def invocations(scope: Any, receive: Any, send: Any) -> None:
         # The hot route, as a bare ASGI app: no Request or Response objects on the way.
@@ -216,7 +226,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
 
     async def health(request: Request) -> Response:
         loaded = dep.current
-        payload: dict[str, Any] = {"status": "ok" if loaded else "loading", "uri": dep.uri}
+        payload: dict[str, Any] = {"status": "ok" if loaded else "loading", "uri": shown_uri}
         if loaded is not None:
             payload.update(model=loaded.name, version=loaded.version, model_id=loaded.pack.model_id)
         if dep.last_error is not None:
@@ -237,7 +247,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
                 "version": loaded.version,
                 "model_id": loaded.pack.model_id,
                 "flavor": loaded.pack.flavor,
-                "uri": dep.uri,
+                "uri": shown_uri,
                 "loaded_at": loaded.loaded_at.isoformat(),
                 "last_reload_error": dep.last_error,
             }
