@@ -80,10 +80,14 @@ def save(model: Any, dest: Path, *, example: Any = None, **options: Any) -> dict
 
 def load(src: Path, config: Mapping[str, Any], **options: Any) -> Any:
     check_options(NAME, "load", options, ())
-    import cloudpickle
+    import cloudpickle  # noqa: F401 - the pickle names its functions
 
-    with open(src / config["path"], "rb") as f:
-        model = cloudpickle.load(f)
+    from modelpack import _code
+
+    # The package's code/ (if it has one) is importable while this unpickles and runs
+    # load_context, and to the model's own imports for good (modelpack._code).
+    with open(resolve_inside(src, config["path"], "python model path"), "rb") as f:
+        model = _code.load_pickle(f)
     if isinstance(model, PythonModel):
         artifacts = {
             name: str(resolve_inside(src, rel, f"artifact {name!r}"))

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
 import os
 import shutil
-import sys
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +18,7 @@ from modelpack._version import __version__
 from modelpack.errors import (
     AlreadyExists,
     FlavorError,
+    IntegrityError,
     InvalidArgument,
     NotFound,
     SchemaError,
@@ -132,48 +127,6 @@ class Package:
         return f"<Package {self.path} flavor={self.flavor} model_id={self.model_id[:12]}>"
 
 
-# ---------------------------------------------------------------------------- code paths
-
-_import_lock = threading.Lock()
-
-
-class _CodeFinder(importlib.abc.MetaPathFinder):
-    """Finds the top-level modules a package's ``code/`` folder provides, and nothing else."""
-
-    def __init__(self, modules: Mapping[str, Path]) -> None:
-        self.modules = modules
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        where = self.modules.get(fullname)
-        if where is None:
-            return None
-        if where.is_dir():
-            return importlib.util.spec_from_file_location(
-                fullname, where / "__init__.py", submodule_search_locations=[str(where)]
-            )
-        return importlib.util.spec_from_file_location(fullname, where)
-
-
-@contextlib.contextmanager
-def _code_importable(root: Path, code: Sequence[str]) -> Iterator[None]:
-    """While loading, make the package's code importable by name, without touching sys.path."""
-    if not code:
-        yield
-        return
-    modules: dict[str, Path] = {}
-    for rel in code:
-        where = resolve_inside(root, rel, "code entry")
-        name = where.stem if where.is_file() else where.name
-        modules[name] = where
-    finder = _CodeFinder(modules)
-    with _import_lock:
-        sys.meta_path.insert(0, finder)
-        try:
-            yield
-        finally:
-            sys.meta_path.remove(finder)
-
-
 # ---------------------------------------------------------------------------- load
 
 
@@ -210,6 +163,9 @@ def stored_flavor(manifest: Manifest, flavor: str | None) -> str:
 def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: Any) -> Package:
     """Load a package: verify every file's hash, then deserialize and build ``predict``.
 
+    Only the python flavor runs the package's own code (``code/``), in a namespace of its own;
+    the other flavors never import it.
+
     Args:
         uri: a local path, ``file://``, ``runs:/<run_id>/<path>``, ``models:/<name>/<version>``,
             ``models:/<name>/<stage>``, ``models:/<name>@<alias>``, ``models:/<name>/latest``
@@ -225,16 +181,98 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
         >>> pack = modelpack.load("churn")
         >>> pack.predict(df)
     """
-    root = resolve(uri)
+    return _load_once(resolve(uri), flavor, options)
+
+
+def _load_once(root: Path, flavor: str | None, options: dict[str, Any]) -> Package:
+    from modelpack import _code
+
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
     name = stored_flavor(manifest, flavor)
     module = get_flavor(name)
     config = manifest.flavors[name]
     resolve_inside(root, config["path"], f"flavors.{name}.path")
-    with _code_importable(root, manifest.code):
+    _check_listed(root, manifest, name, config)
+    if name != "python":
+        _code.check_shadows(root, manifest.code)
+        native = _load_without_code(module, root, manifest, config, options)
+        return Package(root, manifest, name, native, module.predictor(native, config))
+    space = _code.build(root, manifest.code, manifest.files)
+    if space is None:
         native = module.load(root, config, **options)
+    else:
+        try:
+            with space.loading():
+                native = module.load(root, config, **options)
+        except BaseException:
+            space.close()
+            raise
+        space.bind(native)
     return Package(root, manifest, name, native, module.predictor(native, config))
+
+
+def _load_without_code(
+    module: Flavor, root: Path, manifest: Manifest, config: Mapping[str, Any], options: Any
+) -> Any:
+    try:
+        return module.load(root, config, **options)
+    except ModuleNotFoundError as exc:
+        shipped = {PurePosixPath(rel).stem for rel in manifest.code}
+        head = (exc.name or "").partition(".")[0]
+        if head not in shipped:
+            raise
+        raise FlavorError(
+            f"The {module.NAME} model needs the module {head!r}, which this package ships in "
+            f"code/; only the python flavor imports a package's code. Re-save it with the "
+            f"module pickled by value (cloudpickle.register_pickle_by_value({head}) before "
+            f"modelpack.save), or wrap it in a modelpack.PythonModel."
+        ) from exc
+
+
+# Config keys that name more files a flavor opens (besides ``path``), and how they are joined.
+_CONFIG_FILES = {"external_data": "beside path", "artifacts": "from root"}
+
+
+def _check_listed(root: Path, manifest: Manifest, name: str, config: Mapping[str, Any]) -> None:
+    """Every file a flavor (or the package's code) opens must be listed, so its hash was
+    checked: a file outside model/, code/ and artifacts/ may lie unlisted in a package.
+
+    Raises:
+        IntegrityError: naming the file and the manifest entry that names it.
+    """
+    path = str(config["path"])
+    wanted = [(path, f"flavors.{name}.path")]
+    external = config.get("external_data") or ()
+    if isinstance(external, list | tuple):
+        folder = PurePosixPath(path).parent
+        wanted += [(str(folder / str(rel)), f"flavors.{name}.external_data") for rel in external]
+    artifacts = config.get("artifacts") or {}
+    if isinstance(artifacts, Mapping):
+        wanted += [(str(rel), f"flavors.{name}.artifacts.{key}") for key, rel in artifacts.items()]
+    wanted += [(rel, "code") for rel in manifest.code]
+    if manifest.input_example is not None:
+        wanted.append((manifest.input_example, "input_example"))
+    files = manifest.files
+    for rel, what in wanted:
+        if rel in files:
+            continue
+        where = resolve_inside(root, rel, what)
+        if where.is_dir():
+            below = [
+                p.relative_to(Path(os.path.realpath(root))).as_posix()
+                for p in sorted(where.rglob("*"))
+                if p.is_file() or p.is_symlink()
+            ]
+            missing = [r for r in below if r not in files]
+            if not missing:
+                continue
+            rel = missing[0]
+        raise IntegrityError(
+            f"{rel}: {what} names a file the manifest does not list, so its sha256 was never "
+            f"checked. Every file a flavor opens must be listed in files:.",
+            [(rel, "unlisted")],
+        )
 
 
 def verify(uri: str | os.PathLike[str]) -> Manifest:
@@ -272,6 +310,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
 
 
 def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> list[str]:
+    from modelpack import _code
+
     rels: list[str] = []
     for item in code_paths:
         src = Path(item)
@@ -282,6 +322,11 @@ def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> l
         rel = f"code/{src.name}"
         if rel in rels:
             raise InvalidArgument(f"code_paths: two entries are named {src.name!r}.")
+        name = src.stem if src.is_file() else src.name
+        if not name.isidentifier():
+            raise InvalidArgument(f"code_paths: {src.name!r} is not a Python module name.")
+        if _code.shadowing(name, src) is not None:
+            raise InvalidArgument(f"{rel} would shadow the installed module {name!r}; rename it.")
         dest = staging / rel
         dest.parent.mkdir(exist_ok=True)
         if src.is_dir():
@@ -399,6 +444,13 @@ def save(
     target = Path(os.fspath(path))
     _check_target(target, overwrite)
     module = get_flavor(flavor) if flavor is not None else flavor_for(model)
+    if code_paths and module.NAME != "python":
+        raise InvalidArgument(
+            f"code_paths are imported by the python flavor only; a {module.NAME} load never "
+            f"runs a package's code. To ship the module of a custom class, pickle it by value "
+            f"(cloudpickle.register_pickle_by_value(module) before saving), or wrap the model "
+            f"in a modelpack.PythonModel."
+        )
     also = tuple(also)
     if module.NAME in also or len(set(also)) != len(also):
         raise InvalidArgument(f"also={also!r} repeats a flavor or names the primary one.")
@@ -471,7 +523,7 @@ def _build(
 ) -> Manifest:
     import json
 
-    from modelpack import _schema
+    from modelpack import _code, _schema
     from modelpack._payload import encode_input
     from modelpack.environment import infer_requirements, python_env, python_version
 
@@ -492,8 +544,17 @@ def _build(
     def loaded(flavor_module: Flavor, sig: Signature | None) -> Package:
         name = flavor_module.NAME
         draft = _draft_manifest(configs, name, sig, code)
-        with _code_importable(staging, code):
+        space = _code.build(staging, code, None) if name == "python" else None
+        if space is None:
             native = flavor_module.load(staging, configs[name])
+        else:
+            try:
+                with space.loading():
+                    native = flavor_module.load(staging, configs[name])
+            except BaseException:
+                space.close()
+                raise
+            space.bind(native)
         return Package(staging, draft, name, native, flavor_module.predictor(native, configs[name]))
 
     reference = None

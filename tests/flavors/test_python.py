@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -158,7 +159,10 @@ def test_code_paths_are_importable_while_loading_without_sys_path(tmp_path):
         before = list(sys.path)
         pack = modelpack.load({str(tmp_path / "p")!r})
         assert sys.path == before, "sys.path changed"
-        print(pack.predict(np.ones((2, 2))).tolist(), sys.modules['code_model'].__file__)
+        # The package's modules live under a private name, not under their own.
+        assert "code_model" not in sys.modules and "helpers_pkg" not in sys.modules
+        own = sys.modules[type(pack.unwrap()).__module__]
+        print(pack.predict(np.ones((2, 2))).tolist(), own.__file__)
     """)
     out = subprocess.run(
         [sys.executable, "-c", load_script],
@@ -181,3 +185,113 @@ def test_bad_code_paths(tmp_path):
     (tmp_path / "data.csv").write_text("a")
     with pytest.raises(InvalidArgument, match="is not a .py file or a folder"):
         modelpack.save(lambda d: d, tmp_path / "p", code_paths=[tmp_path / "data.csv"])
+
+
+def _save_in_subprocess(src, dest, script, env=None):
+    """Save with ``src`` on sys.path, as a user whose modules sit beside their script."""
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(src)!r})
+        import numpy as np, modelpack
+    """) + textwrap.dedent(script)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=dest.parent, env=env)
+
+
+def _package_with_helpers(tmp_path, tag, lazy=True):
+    """A package whose model imports ``helpers`` at module level, inside predict (lazily,
+    unless ``lazy=False``), and from a function pickled by value; ``helpers.VALUE`` is
+    ``tag``."""
+    src = tmp_path / f"src_{tag}"
+    src.mkdir()
+    (src / "helpers.py").write_text(f"VALUE = {tag!r}\n")
+    (src / "lazy_helpers.py").write_text(f"VALUE = {tag!r} * 2\n")
+    (src / f"model_{tag}.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        import modelpack
+        import helpers
+
+        class Model(modelpack.PythonModel):
+            def predict(self, data, params=None):
+                import lazy_helpers  # first imported here, after loading
+
+                return np.array([helpers.VALUE, lazy_helpers.VALUE, self.by_value()])
+        """)
+    )
+    if not lazy:
+        text = (src / f"model_{tag}.py").read_text()
+        text = text.replace("import helpers\n", "import helpers\nimport lazy_helpers\n")
+        (src / f"model_{tag}.py").write_text(text.replace("import lazy_helpers  #", "#"))
+    dest = tmp_path / f"pkg_{tag}"
+    _save_in_subprocess(
+        src,
+        dest,
+        f"""
+        from model_{tag} import Model
+
+        def by_value():  # defined in __main__: cloudpickle carries it by value
+            import helpers
+            return helpers.VALUE + "!"
+
+        model = Model()
+        model.by_value = by_value
+        paths = [{str(src / "helpers.py")!r}, {str(src / "lazy_helpers.py")!r},
+                 {str(src / f"model_{tag}.py")!r}]
+        modelpack.save(model, {str(dest)!r}, code_paths=paths)
+        """,
+    )
+    return dest
+
+
+def test_two_packages_with_the_same_module_names_each_run_their_own(tmp_path):
+    a = modelpack.load(_package_with_helpers(tmp_path, "a"))
+    b = modelpack.load(_package_with_helpers(tmp_path, "b"))
+    # Lazy imports inside predict resolve after loading, each to its own package's copy.
+    assert b.predict(np.ones(1)).tolist() == ["b", "bb", "b!"]
+    assert a.predict(np.ones(1)).tolist() == ["a", "aa", "a!"]
+    assert "helpers" not in sys.modules and "lazy_helpers" not in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        __import__("helpers")
+
+
+def test_loading_and_predicting_write_nothing_into_the_package(tmp_path):
+    dest = _package_with_helpers(tmp_path, "c", lazy=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, modelpack
+        assert not sys.dont_write_bytecode
+        pack = modelpack.load({str(dest)!r})
+        print(pack.predict(np.ones(1)).tolist())
+        modelpack.verify({str(dest)!r})
+    """)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['c', 'cc', 'c!']"
+    assert not [p for p in dest.rglob("*") if "__pycache__" in p.parts or p.suffix == ".pyc"]
+    assert modelpack.verify(dest).code == (
+        "code/helpers.py",
+        "code/lazy_helpers.py",
+        "code/model_c.py",
+    )
+
+
+def test_code_that_would_shadow_an_installed_module_is_refused(tmp_path):
+    (tmp_path / "numpy.py").write_text("raise SystemExit('the fake numpy ran')\n")
+    with pytest.raises(
+        InvalidArgument, match=r"^code/numpy.py would shadow the installed module 'numpy'; rename"
+    ):
+        modelpack.save(lambda d: d, tmp_path / "p", code_paths=[tmp_path / "numpy.py"])
+    assert not (tmp_path / "p").exists()
+
+
+def test_code_paths_belong_to_the_python_flavor(tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    (tmp_path / "feats.py").write_text("X = 1\n")
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    with pytest.raises(
+        InvalidArgument,
+        match=r"code_paths are imported by the python flavor only; a sklearn load never runs "
+        r"a package's code\. .*cloudpickle\.register_pickle_by_value",
+    ):
+        modelpack.save(model, tmp_path / "p", code_paths=[tmp_path / "feats.py"])
+    assert not (tmp_path / "p").exists()
