@@ -94,7 +94,7 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
     keys = [k for k in DATA_KEYS if k in body]
     extra = sorted(set(body) - set(DATA_KEYS) - {"params"})
     if len(keys) != 1 or extra:
-        found = ", ".join(map(repr, [*keys, *extra])) or "none"
+        found = _quoted([*keys, *extra]) or "none"
         raise SchemaError(
             f"The body must have exactly one of the keys {', '.join(DATA_KEYS)} (and optionally "
             f"'params'); found: {found}."
@@ -158,6 +158,12 @@ def decode_input(body: Any, signature: Signature | None) -> tuple[Any, Mapping[s
     if not isinstance(value, list):
         raise SchemaError(f"'{key}' must be a list or an object, got {type(value).__name__}.")
     return value, params
+
+
+def _quoted(values: list[Any], most: int = 10) -> str:
+    """Names a client sent, as a message lists them: a few, each cut to 40 characters."""
+    cut = [r if len(r := repr(v)) <= 40 else r[:37] + "..." for v in values[:most]]
+    return ", ".join(cut) + (", ..." if len(values) > most else "")
 
 
 def _is_columns(value: Mapping[str, Any]) -> bool:

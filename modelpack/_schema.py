@@ -204,6 +204,11 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _clip(text: str) -> str:
+    """A name a client sent, cut to 40 characters for a message."""
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _checked_int(values: np.ndarray, target: np.dtype, label: str, type_name: str) -> np.ndarray:
     if values.size and not np.can_cast(values.dtype, target, "safe"):
         info = np.iinfo(target)
@@ -283,7 +288,11 @@ def _to_datetime64(v: Any) -> np.datetime64:
         return np.datetime64("NaT")
     if isinstance(v, str):
         text = v[:-1] + "+00:00" if v.endswith("Z") else v
-        parsed = _dt.datetime.fromisoformat(text)
+        try:
+            parsed = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            # Python's own message quotes the whole text
+            raise ValueError(f"Invalid isoformat string: {_short(str(v))}") from None
         if parsed.tzinfo is not None:
             parsed = parsed.astimezone(_dt.UTC).replace(tzinfo=None)
         return np.datetime64(parsed, "ns")
@@ -409,7 +418,8 @@ class ColumnPlan:
         missing = [s for s in self.specs if s.required and s.name not in raw]
         if missing:
             expected = ", ".join(f"{s.name} ({s.type})" for s in self.specs)
-            got = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") or "none"
+            got = ", ".join(_clip(p) for p in present[:20]) + (", ..." if len(present) > 20 else "")
+            got = got or "none"
             names = ", ".join(repr(s.name) for s in missing)
             plural = "s" if len(missing) > 1 else ""
             raise SchemaError(
@@ -535,9 +545,11 @@ class TensorPlan:
                 elif len(data) == 1:
                     data = next(iter(data.values()))
                 else:
+                    keys = list(data)
                     raise SchemaError(
                         f"The model takes one tensor{f' named {name!r}' if name else ''}; got "
-                        f"a mapping with keys {', '.join(map(repr, data))}."
+                        f"a mapping with keys {', '.join(map(_short, keys[:10]))}"
+                        f"{', ...' if len(keys) > 10 else ''}."
                     )
             return self._check(_tensor_array(data, self.specs[0], self.labels[0]), 0)
         if not isinstance(data, Mapping):
@@ -553,7 +565,7 @@ class TensorPlan:
                 raise SchemaError(
                     f"Missing tensor {spec.name!r}. Expected tensors: "
                     f"{', '.join(t.name or '' for t in self.specs)}; got: "
-                    f"{', '.join(map(str, data)) or 'none'}.",
+                    f"{', '.join(_clip(str(k)) for k in list(data)[:20]) or 'none'}.",
                     spec.name,
                 )
             out[spec.name] = self._check(_tensor_array(data[spec.name], spec, self.labels[i]), i)
@@ -636,7 +648,7 @@ class ParamPlan:
         if not params:
             return dict(self.defaults)
         if not isinstance(params, Mapping):
-            raise SchemaError(f"params must be a mapping of name -> value, got {params!r}.")
+            raise SchemaError(f"params must be a mapping of name -> value, got {_short(params)}.")
         out = dict(self.defaults)
         for name, value in params.items():
             spec = self.specs.get(name)
@@ -645,7 +657,7 @@ class ParamPlan:
                     f"{p.name} ({p.type}, default {p.default!r})" for p in self.specs.values()
                 )
                 raise SchemaError(
-                    f"Unknown param {name!r}. "
+                    f"Unknown param {_short(name)}. "
                     + (
                         f"This model accepts: {accepted}."
                         if accepted

@@ -24,7 +24,7 @@ from modelpack.errors import ModelpackError
 from modelpack.serving import codecs
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.deployment import Deployment, Loaded
-from modelpack.serving.errors import HTTPError, mlflow_body, v2_body
+from modelpack.serving.errors import HTTPError, mlflow_body, shown, v2_body
 from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 
@@ -164,14 +164,15 @@ def _content_type(value: str) -> str:
         if charset not in ("utf-8", "utf8") or params:
             raise HTTPError(
                 415,
-                f"Unsupported content type {value!r}: JSON must be UTF-8, with "
+                f"Unsupported content type {shown(value)}: JSON must be UTF-8, with "
                 f"no other parameters.",
             )
         return "json"
     if media in ("text/csv", "application/csv"):
         return "csv"
     raise HTTPError(
-        415, f"Unsupported content type {value or '(none)'!r}. Send application/json or text/csv."
+        415,
+        f"Unsupported content type {shown(value or '(none)')}. Send application/json or text/csv.",
     )
 
 
@@ -276,12 +277,14 @@ def create_app(uri: str, **options: Any) -> Starlette:
         loaded = request.state.loaded = server.model()
         name = request.path_params["name"]
         if name != loaded.name:
-            raise HTTPError(404, f"Unknown model {name!r}; this server serves {loaded.name!r}.")
+            raise HTTPError(
+                404, f"Unknown model {shown(name)}; this server serves {loaded.name!r}."
+            )
         wanted = request.path_params.get("version")
         if wanted is not None and wanted != loaded.version:
             raise HTTPError(
                 404,
-                f"Model {name!r} version {wanted!r} is not loaded; the server "
+                f"Model {name!r} version {shown(wanted)} is not loaded; the server "
                 f"serves version {loaded.version!r}.",
             )
         return loaded
@@ -370,7 +373,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
-        message = "Method not allowed." if status == 405 else f"No route {request.url.path!r}."
+        message = "Method not allowed." if status == 405 else f"No route {shown(request.url.path)}."
         body = (
             {"error": message}
             if request.url.path.startswith("/v2")

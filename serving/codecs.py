@@ -17,7 +17,7 @@ from modelpack._payload import decode_input
 from modelpack._schema import COLUMN_DTYPES, tensor_dtype
 from modelpack.errors import SchemaError
 from modelpack.serving.config import ServeOptions
-from modelpack.serving.errors import HTTPError
+from modelpack.serving.errors import HTTPError, shown
 from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
 V2_TO_NUMPY = {
@@ -47,6 +47,7 @@ COLUMN_TO_V2 = {
     "datetime": "BYTES",
 }
 _MAX_DIMS = 64  # numpy's limit on an array's dimensions
+_SHAPE = 60  # characters of a shape a message quotes
 _RESERVED_PARAMETERS = {
     "content_type",
     "headers",
@@ -196,7 +197,7 @@ def _typed_strings(label: str, values: list[str], dtype: np.dtype) -> Any:
         lowered = [v.strip().lower() for v in values]
         for i, v in enumerate(lowered):
             if v not in ("true", "false", "1", "0"):
-                raise SchemaError(f"{label}: expected boolean, got {values[i]!r} at row {i}.")
+                raise SchemaError(f"{label}: expected boolean, got {shown(values[i])} at row {i}.")
         return np.asarray([v in ("true", "1") for v in lowered])
     try:
         return np.asarray([float("nan") if v == "" else v for v in values], dtype=np.float64)
@@ -205,7 +206,9 @@ def _typed_strings(label: str, values: list[str], dtype: np.dtype) -> Any:
             try:
                 float(v or "nan")
             except ValueError:
-                raise SchemaError(f"{label}: expected a number, got {v!r} at row {i}.") from None
+                raise SchemaError(
+                    f"{label}: expected a number, got {shown(v)} at row {i}."
+                ) from None
         raise
 
 
@@ -380,7 +383,7 @@ def decode_v2(
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise SchemaError(f"inputs[{i}] must be an object with a 'name'.")
         name = tensor["name"]
-        label = f"input {name!r}"
+        label = f"input {shown(name)}"
         datatype, shape = tensor.get("datatype"), tensor.get("shape")
         if not isinstance(datatype, str):
             raise SchemaError(
@@ -389,17 +392,19 @@ def decode_v2(
             )
         if datatype not in V2_TO_NUMPY:
             raise SchemaError(
-                f"{label}: unknown datatype {datatype!r}. Use one of {', '.join(V2_TO_NUMPY)}."
+                f"{label}: unknown datatype {shown(datatype)}. Use one of {', '.join(V2_TO_NUMPY)}."
             )
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
-            raise SchemaError(f"{label}: 'shape' must be a list of sizes >= 0, got {shape!r}.")
+            raise SchemaError(
+                f"{label}: 'shape' must be a list of sizes >= 0, got {shown(shape, _SHAPE)}."
+            )
         count = math.prod(shape)  # Python ints: no overflow, checked before any allocation
         if count > options.max_elements:
             raise HTTPError(
                 413,
-                f"{label}: shape {shape} means {count} elements; this server "
+                f"{label}: shape {shown(shape, _SHAPE)} means {count} elements; this server "
                 f"accepts at most {options.max_elements}.",
             )
         _check_rank(label, shape, signature, name)
@@ -429,7 +434,8 @@ def decode_v2(
                 values: Any = _bytes_elements(raw, label)
                 if len(values) != count:
                     raise SchemaError(
-                        f"{label}: shape {shape} needs {count} elements, got {len(values)}."
+                        f"{label}: shape {shown(shape, _SHAPE)} needs {count} elements, got "
+                        f"{len(values)}."
                     )
                 arr = np.empty(count, dtype=object)
                 arr[:] = values
@@ -437,7 +443,7 @@ def decode_v2(
                 dtype = V2_TO_NUMPY[datatype]
                 if size != count * dtype.itemsize:
                     raise SchemaError(
-                        f"{label}: shape {shape} needs {count * dtype.itemsize} "
+                        f"{label}: shape {shown(shape, _SHAPE)} needs {count * dtype.itemsize} "
                         f"bytes of {datatype}, got {size}."
                     )
                 arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
@@ -445,7 +451,8 @@ def decode_v2(
             flat = _flatten(tensor.get("data"), options.max_elements, label)
             if len(flat) != count:
                 raise SchemaError(
-                    f"{label}: shape {shape} needs {count} elements, got {len(flat)}."
+                    f"{label}: shape {shown(shape, _SHAPE)} needs {count} elements, got "
+                    f"{len(flat)}."
                 )
             arr = _json_values(flat, datatype, label)
         tensors[name] = arr.reshape(shape)
@@ -580,7 +587,9 @@ def encode_v2(
     if requested:
         for out in requested:
             if out["name"] not in tensors:
-                raise SchemaError(f"Unknown output {out['name']!r}. Outputs: {', '.join(tensors)}.")
+                raise SchemaError(
+                    f"Unknown output {shown(out['name'])}. Outputs: {', '.join(tensors)}."
+                )
             params = out.get("parameters") or {}
             wanted[out["name"]] = bool(params.get("binary_data", default_binary))
     else:

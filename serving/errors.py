@@ -10,6 +10,16 @@ from modelpack.errors import InvalidArgument, ModelpackError, NotFound, SchemaEr
 log = logging.getLogger("modelpack.serving")
 
 
+MAX_MESSAGE = 1_000  # characters of a message a client sees, whatever it quotes
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how a message quotes what a client sent
+    (a name, a type, a shape), so an error never echoes a large input back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class HTTPError(Exception):
     """A protocol-level refusal (413, 415, 503, 504...) with the message clients see."""
 
@@ -46,14 +56,19 @@ _TABLE: tuple[tuple[type[BaseException], int], ...] = (
 
 
 def classify(exc: BaseException) -> tuple[int, str, str]:
-    """``(status, error_code, message)`` for any exception; unknown ones are logged as 500s."""
+    """``(status, error_code, message)`` for any exception; unknown ones are logged as 500s.
+    The message is cut to ``MAX_MESSAGE`` characters (values in it are cut where quoted)."""
     for kind, status in _TABLE:
         if isinstance(exc, kind):
             if isinstance(exc, HTTPError):
-                return exc.status, exc.code, exc.message
-            return status, _CODES[status], str(exc)
+                return exc.status, exc.code, _cut(exc.message)
+            return status, _CODES[status], _cut(str(exc))
     log.exception("Unexpected error while serving a request", exc_info=exc)
     return 500, "INTERNAL_ERROR", "The server failed to handle the request; see its log."
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def mlflow_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
