@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import logging
 import os
 import shutil
@@ -12,11 +13,13 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from modelpack import _atomic
 from modelpack._integrity import hash_tree, verify_files
 from modelpack._paths import resolve_inside
 from modelpack._version import __version__
 from modelpack.errors import (
     AlreadyExists,
+    Conflict,
     FlavorError,
     IntegrityError,
     InvalidArgument,
@@ -175,13 +178,15 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
             ``providers=[...]``, ``intra_op_num_threads=4`` (onnx).
 
     Raises:
-        NotFound, FormatError, IntegrityError, UnknownFlavor, MissingDependency.
+        NotFound, FormatError, IntegrityError, UnknownFlavor, MissingDependency; Conflict if
+        the package was replaced again and again while it was being read.
 
     Example:
         >>> pack = modelpack.load("churn")
         >>> pack.predict(df)
     """
-    return _load_once(resolve(uri), flavor, options)
+    root = resolve(uri)
+    return _consistent(root, lambda: _load_once(root, flavor, options))
 
 
 def _load_once(root: Path, flavor: str | None, options: dict[str, Any]) -> Package:
@@ -275,6 +280,48 @@ def _check_listed(root: Path, manifest: Manifest, name: str, config: Mapping[str
         )
 
 
+_READ_ATTEMPTS = 3
+
+
+def _identity(root: Path) -> tuple[int, ...] | None:
+    """What changes when a save replaces the package at ``root``: its folder and manifest."""
+    try:
+        folder = os.stat(root)
+        manifest = os.stat(os.path.join(root, MANIFEST_NAME))
+    except OSError:
+        return None
+    return (folder.st_dev, folder.st_ino, manifest.st_ino, manifest.st_mtime_ns, manifest.st_size)
+
+
+def _consistent(root: Path, read: Any) -> Any:
+    """``read()`` of one package, even while another process replaces the one at ``root``.
+
+    An overwrite exchanges the folder at ``root`` atomically, but a reader that resolved
+    ``root`` once and reads files by path may see some of each: when the folder changed
+    during the read, read again. A failure while nothing changed is real and raised as is.
+    """
+    from modelpack import gc
+
+    for attempt in range(_READ_ATTEMPTS):
+        if not os.path.lexists(root):
+            gc.restore_interrupted(root)
+        before = _identity(root)
+        try:
+            result = read()
+        except Exception:
+            if before is None or _identity(root) == before or attempt + 1 == _READ_ATTEMPTS:
+                raise
+            continue
+        if _identity(root) == before:
+            return result
+    raise Conflict(
+        f"The package at {str(root)!r} was replaced {_READ_ATTEMPTS} times while it was being "
+        f"read; try again.",
+        reason="replaced while being read",
+        attempts=_READ_ATTEMPTS,
+    )
+
+
 def verify(uri: str | os.PathLike[str]) -> Manifest:
     """Check every file of a package against its manifest; return the manifest if all match.
 
@@ -282,9 +329,13 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
         IntegrityError: naming each modified, missing or unlisted file.
     """
     root = resolve(uri)
-    manifest = read_manifest(root)
-    verify_files(root, manifest.files)
-    return manifest
+
+    def read() -> Manifest:
+        manifest = read_manifest(root)
+        verify_files(root, manifest.files)
+        return manifest
+
+    return _consistent(root, read)
 
 
 # ---------------------------------------------------------------------------- save
@@ -355,23 +406,40 @@ def _fsync_tree(root: Path) -> None:
 
 
 def _publish(staging: Path, target: Path, overwrite: bool) -> None:
-    """Move the finished staging directory to ``target`` by rename."""
+    """Put the finished staging directory at ``target``: a kill at any instant leaves the old
+    package or the new one there (DESIGN.md §9 rule 7)."""
+    from modelpack import gc
+
     _check_target(target, overwrite)
-    old: Path | None = None
-    if target.is_dir():
-        if any(target.iterdir()):
-            old = target.parent / f".{target.name}.modelpack-old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-        else:
-            target.rmdir()
-    os.rename(staging, target)
-    fd = os.open(target.parent, os.O_RDONLY)
+    if not target.is_dir():
+        try:
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # a save that got there first
+                raise AlreadyExists(
+                    f"{str(target)!r} was created while this save ran; choose another path, "
+                    f"or pass overwrite=True."
+                ) from None
+            raise
+        _atomic.fsync_dir(target.parent)
+        return
+    # An empty folder or a package overwrite=True replaces: swap it with the new one in one
+    # system call, then delete it (under the staging name, which says whose it was).
+    if _atomic.exchange(staging, target):
+        _atomic.fsync_dir(target.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    # No exchange here: two renames. A kill between them leaves no package at ``target``
+    # but the old one aside under a name saying whose it is; the next access puts it back.
+    old = target.parent / gc.old_name(target.name)
+    os.rename(target, old)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    _atomic.fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _agree(reference: Any, other: Any) -> str | None:
@@ -441,7 +509,11 @@ def save(
     Example:
         >>> modelpack.save(model, "churn", input_example=X[:5])
     """
+    from modelpack import gc
+
     target = Path(os.fspath(path))
+    if not os.path.lexists(target):
+        gc.restore_interrupted(target)
     _check_target(target, overwrite)
     module = get_flavor(flavor) if flavor is not None else flavor_for(model)
     if code_paths and module.NAME != "python":
@@ -482,7 +554,8 @@ def save(
         _check_metadata(metadata)
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.modelpack-staging-{uuid.uuid4().hex[:8]}"
+    gc.collect(target.parent, ("staging", "old"))  # what killed saves left here
+    staging = target.parent / gc.staging_name(target.name)
     staging.mkdir()
     try:
         manifest = _build(
