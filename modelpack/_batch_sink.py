@@ -1,7 +1,8 @@
 """Writing what ``modelpack predict`` scores: Parquet, CSV or JSON lines, atomically.
 
 The output goes to a temporary file beside the target, renamed into place at the end
-(``Target``): nothing is left behind after a failure or an interrupt.
+(``Target``): nothing is left behind after a failure or an interrupt, and what a killed run
+left is removed by the next run that writes into the same folder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import contextlib
 import json
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,12 @@ class Target:
             yield sys.stdout.buffer
             sys.stdout.buffer.flush()
             return
-        self.tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.modelpack-tmp"
+        from modelpack import gc
+
+        # Named after this process, so the next predict into this folder can tell an output
+        # a killed run left (and remove it) from one being written now.
+        gc.collect(self.path.parent, ("predict",))
+        self.tmp = self.path.parent / gc.tmp_name(self.path.name)
         try:
             yield self.tmp
             fd = os.open(self.tmp, os.O_RDONLY)
