@@ -76,8 +76,8 @@ def alive(owner: str) -> bool | None:
     its age can tell then.
     """
     m = _OWNER.fullmatch(owner)
-    if m is None or m["host"] != _host():
-        return None
+    if m is None or m["host"] != _host() or os.name == "nt":
+        return None  # on Windows os.kill(pid, 0) would end the process, not probe it
     pid, start = int(m["pid"]), int(m["start"])
     if pid == os.getpid():
         return start == 0 or abs((_start_time(pid) or start) - start) <= _START_SLACK
