@@ -78,6 +78,16 @@ class Server:
                 raise HTTPError(
                     413, f"The body is {size} bytes; the limit is {limit} (--max-body-bytes)."
                 )
+        timeout = self.options.read_timeout_s
+        try:
+            async with asyncio.timeout(timeout or None):
+                return await self._read(receive, limit)
+        except TimeoutError:
+            raise HTTPError(
+                408, f"The body did not arrive within {timeout} s (--read-timeout-s).", close=True
+            ) from None
+
+    async def _read(self, receive: Any, limit: int) -> bytes:
         chunks, total = [], 0
         while True:  # the ASGI messages themselves: most bodies arrive in one
             message = await receive()
@@ -131,6 +141,8 @@ def _instrument(
         except Exception as exc:  # noqa: BLE001 - every error becomes a JSON answer
             status, body = errors(exc)
             response = _json(body, status)
+            if getattr(exc, "close", False):
+                response.headers["Connection"] = "close"
         finally:
             server.deployment.arriving -= 1
         served = getattr(request.state, "loaded", None) or server.deployment.current
@@ -193,6 +205,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
         started = time.perf_counter()
         dep.arriving += 1
         loaded = None
+        close = False
         try:
             headers = dict(scope["headers"])
             kind = _content_type(headers.get(b"content-type", b"").decode("latin-1"))
@@ -209,6 +222,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
         except Exception as exc:  # noqa: BLE001 - every error becomes a JSON answer
             status, error = mlflow_body(exc)
             payload = orjson.dumps(error)
+            close = getattr(exc, "close", False)
         finally:
             dep.arriving -= 1
         served = loaded or dep.current
@@ -218,6 +232,8 @@ def create_app(uri: str, **options: Any) -> Starlette:
         ]
         if served is not None:
             response_headers.append((b"x-model-version", served.version.encode()))
+        if close:
+            response_headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
         server.metrics.observe("/invocations", status, time.perf_counter() - started)
@@ -388,6 +404,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
         routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found}
     )
     app.invocations = invocations
+    app.serve_options = opts  # the connection protocol (protocol.py) reads its limits here
     app.state.server = server
     return app
 
@@ -397,16 +414,14 @@ class _App(Starlette):
     own errors, and the stack costs about as much as the rest of a one-row request."""
 
     invocations: Callable[[Any, Any, Any], Awaitable[None]]
+    serve_options: ServeOptions
     startup_error: str | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/invocations"
-            and scope["method"] == "POST"
-        ):
-            await self.invocations(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if scope["path"] == "/invocations" and scope["method"] == "POST":
+                await self.invocations(scope, receive, send)
+                return
         if scope["type"] == "lifespan":
             await super().__call__(scope, receive, self._short_failure(send))
             return

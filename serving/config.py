@@ -58,6 +58,8 @@ class ServeOptions:
     max_columns: int = 10_000
     max_json_depth: int = 32
     max_elements: int = 50_000_000
+    read_timeout_s: float = 30.0  # for a request's head, and for its body; 0: no limit
+    max_connections: int = 1000  # open at once, per worker process
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_body_bytes", parse_size(self.max_body_bytes))
@@ -70,6 +72,7 @@ class ServeOptions:
             "max_columns",
             "max_json_depth",
             "max_elements",
+            "max_connections",
         ):
             value = getattr(self, name)
             if (
@@ -78,7 +81,12 @@ class ServeOptions:
                 or value < (0 if name == "port" else 1)
             ):
                 raise InvalidArgument(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("max_batch_delay_ms", "request_timeout_s", "poll_interval_s"):
+        for name in (
+            "max_batch_delay_ms",
+            "request_timeout_s",
+            "poll_interval_s",
+            "read_timeout_s",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise InvalidArgument(f"{name} must be a number >= 0, got {value!r}.")

@@ -21,13 +21,18 @@ def shown(value: Any, limit: int = 40) -> str:
 
 
 class HTTPError(Exception):
-    """A protocol-level refusal (413, 415, 503, 504...) with the message clients see."""
+    """A protocol-level refusal (413, 415, 503, 504...) with the message clients see.
+    ``close`` asks for the connection to be closed after the answer (the request was not read
+    to its end, and the client is too slow to wait for)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "BAD_REQUEST")
+        self.close = close
 
 
 class ModelFailed(Exception):
@@ -38,6 +43,7 @@ _CODES = {
     400: "BAD_REQUEST",
     404: "RESOURCE_DOES_NOT_EXIST",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     413: "REQUEST_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_ERROR",

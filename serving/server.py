@@ -72,6 +72,9 @@ def serve(uri: str, **options: Any) -> None:
         "timeout_graceful_shutdown": max(opts.request_timeout_s, 1),
         "access_log": False,
         "lifespan": "on",
+        # h11 with read deadlines, an early request-line check and a connection cap; by name,
+        # so that worker processes can import it.
+        "http": "modelpack.serving.protocol:Protocol",
     }
     if opts.workers > 1:
         # The workers' metrics meet in a directory of this server's own, so that /metrics adds

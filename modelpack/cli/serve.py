@@ -37,6 +37,18 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--request-timeout-s", type=float, default=60.0)
     p.add_argument("--max-body-bytes", default="16MiB", help="bytes, or with KiB/MiB suffix")
     p.add_argument("--poll-interval-s", type=float, default=10.0)
+    p.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=30.0,
+        help="a request's head, and its body, must each arrive within this (0: no limit)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="connections open at once per worker; more are answered 503",
+    )
     p.add_argument("--name", help="the model's name on /v2 and in metrics")
     p.add_argument(
         "--log-level",
@@ -122,6 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout_s,
         max_body_bytes=args.max_body_bytes,
         poll_interval_s=args.poll_interval_s,
+        read_timeout_s=args.read_timeout_s,
+        max_connections=args.max_connections,
         tracking_uri=args.tracking_uri,
         artifact_root=args.artifact_root,
         name=args.name,
