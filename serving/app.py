@@ -25,6 +25,7 @@ from modelpack.serving import codecs
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.deployment import Deployment, Loaded
 from modelpack.serving.errors import HTTPError, mlflow_body, shown, v2_body
+from modelpack.serving.hosts import HostCheck, host_header
 from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 
@@ -405,6 +406,7 @@ def create_app(uri: str, **options: Any) -> Starlette:
     )
     app.invocations = invocations
     app.serve_options = opts  # the connection protocol (protocol.py) reads its limits here
+    app.hosts = HostCheck(opts.allowed_hosts) if opts.allowed_hosts is not None else None
     app.state.server = server
     return app
 
@@ -415,10 +417,17 @@ class _App(Starlette):
 
     invocations: Callable[[Any, Any, Any], Awaitable[None]]
     serve_options: ServeOptions
+    hosts: HostCheck | None = None
     startup_error: str | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            # The Host check comes first, for every route (a dict lookup per request).
+            if self.hosts is not None:
+                host = host_header(scope["headers"])
+                if not self.hosts.allows(host):
+                    await _refuse_host(host, scope, send)
+                    return
             if scope["path"] == "/invocations" and scope["method"] == "POST":
                 await self.invocations(scope, receive, send)
                 return
@@ -436,6 +445,31 @@ class _App(Starlette):
             await send(message)
 
         return wrapped
+
+
+async def _refuse_host(host: bytes | None, scope: Any, send: Any) -> None:
+    """400 for a Host this server does not answer to. (400, not MLflow's 403: the request is
+    addressed to the wrong server, which RFC 9110 and Starlette's TrustedHostMiddleware answer
+    with 400; 403 would say the resource exists for this client but is forbidden to it.)"""
+    if host is None:
+        message = (
+            "The request has no Host header; this server answers only to the names in "
+            "--allowed-hosts."
+        )
+    else:
+        message = (
+            f"The Host header {shown(host.decode('latin-1'))} is not one this server answers "
+            f"to; if clients reach it by that name, add the name to --allowed-hosts."
+        )
+    error: dict[str, str] = (
+        {"error": message}
+        if scope["path"].startswith("/v2")
+        else {"error_code": "BAD_REQUEST", "message": message}
+    )
+    payload = orjson.dumps(error)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _v2_metadata(loaded: Loaded) -> dict[str, Any]:

@@ -36,6 +36,39 @@ def parse_size(value: int | str) -> int:
     return size
 
 
+_HOST = re.compile(
+    "|".join(
+        (
+            r"\*",  # any
+            r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?(:\d{1,5})?",  # name[:port], *.domain[:port]
+            r"\[[0-9a-f:.]+\](:\d{1,5})?",  # [IPv6][:port]
+            r"[0-9a-f:.]*:[0-9a-f:.]*",  # a bare IPv6 address
+        )
+    )
+)
+
+
+def parse_hosts(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"a.example, *.corp.example:8080"`` (or a list) -> the checked, lower-cased names."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    hosts = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidArgument(f"allowed_hosts must be host names, got {item!r}.")
+        host = item.strip().lower()
+        if not host:
+            continue
+        if not _HOST.fullmatch(host):
+            raise InvalidArgument(
+                f"Not a host name for --allowed-hosts: {item.strip()!r}. Use names like "
+                f"models.internal, models.internal:8080, *.corp.example, [::1], or * for any."
+            )
+        hosts.append(host)
+    if not hosts:
+        raise InvalidArgument("allowed_hosts is empty; give at least one name, or * for any.")
+    return tuple(hosts)
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """Everything ``modelpack serve`` takes besides the URI."""
@@ -60,9 +93,15 @@ class ServeOptions:
     max_elements: int = 50_000_000
     read_timeout_s: float = 30.0  # for a request's head, and for its body; 0: no limit
     max_connections: int = 1000  # open at once, per worker process
+    # Host names (optionally :port; *.domain; * for any) requests may carry. None: decided by
+    # serve() from the address it binds (loopback names on loopback, any elsewhere); an app
+    # made by create_app() with None checks no Host.
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_body_bytes", parse_size(self.max_body_bytes))
+        if self.allowed_hosts is not None:
+            object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
         for name in (
             "port",
             "workers",

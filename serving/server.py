@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from modelpack.serving.config import ServeOptions
@@ -27,6 +27,17 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def with_default_hosts(opts: ServeOptions) -> ServeOptions:
+    """``opts`` with the Host allowlist decided when none was given: the loopback names when
+    the server binds a loopback address (so a DNS-rebinding page cannot drive it), any Host
+    when it binds another (it is meant to be reached by names it cannot know)."""
+    if opts.allowed_hosts is not None:
+        return opts
+    from modelpack.serving.hosts import LOOPBACK_NAMES
+
+    return replace(opts, allowed_hosts=LOOPBACK_NAMES if _loopback(opts.host) else ("*",))
 
 
 def _configure_logging(level: str) -> None:
@@ -57,7 +68,7 @@ def serve(uri: str, **options: Any) -> None:
     """
     import uvicorn
 
-    opts = ServeOptions.build(**options)
+    opts = with_default_hosts(ServeOptions.build(**options))
     _configure_logging(opts.log_level)
     if not _loopback(opts.host):
         print(

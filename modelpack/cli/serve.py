@@ -49,6 +49,11 @@ def add_parsers(commands: Any) -> None:
         default=1000,
         help="connections open at once per worker; more are answered 503",
     )
+    p.add_argument(
+        "--allowed-hosts",
+        help="comma-separated Host names requests may carry (name, name:port, *.domain, *); "
+        "default: 127.0.0.1, localhost, ::1 when bound to loopback, any otherwise",
+    )
     p.add_argument("--name", help="the model's name on /v2 and in metrics")
     p.add_argument(
         "--log-level",
@@ -136,6 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         poll_interval_s=args.poll_interval_s,
         read_timeout_s=args.read_timeout_s,
         max_connections=args.max_connections,
+        allowed_hosts=args.allowed_hosts,
         tracking_uri=args.tracking_uri,
         artifact_root=args.artifact_root,
         name=args.name,

@@ -1,5 +1,5 @@
-"""Connections that never finish their request, garbage on the socket and too many connections,
-against real servers (issue 9, item 3).
+"""Connections that never finish their request, garbage on the socket, too many connections,
+and Hosts a DNS-rebinding page would send, against real servers (issue 9, item 3).
 
 Every socket here has its own deadline and every loop is bounded; the servers run with
 ``--read-timeout-s 1`` so that a held connection shows within seconds. Timing is asserted only
@@ -278,3 +278,100 @@ def test_connections_beyond_max_connections_are_answered_503(package):
         while sum(live.connections().values()) and time.monotonic() < deadline:
             time.sleep(0.02)
         _serves(live)
+
+
+# ---------------------------------------------------------------------------- Host
+
+
+def _ask(port: int, host: str | None, path: str = "/ping", method: str = "GET") -> bytes:
+    header = f"Host: {host}\r\n" if host is not None else ""
+    body = b'{"inputs": [[0.0, 1.0]]}' if method == "POST" else b""
+    s = _connect(port)
+    s.sendall(
+        (
+            f"{method} {path} HTTP/1.0\r\n{header}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    return _until_closed(s)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example"])
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/invocations", "POST"),
+        ("/v2/models/sleepy/infer", "POST"),
+        ("/ping", "GET"),
+        ("/nope", "GET"),
+    ],
+)
+def test_a_loopback_server_refuses_other_hosts_on_every_route(server, host, path, method):
+    shown = repr(host.format(port=server.port))
+    answer = _ask(server.port, host.format(port=server.port), path, method)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ") or head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    message = (
+        f"The Host header {shown} is not one this server answers to; if clients reach it by "
+        "that name, add the name to --allowed-hosts."
+    )
+    expected = (
+        {"error": message}
+        if path.startswith("/v2")
+        else {
+            "error_code": "BAD_REQUEST",
+            "message": message,
+        }
+    )
+    assert json.loads(body) == expected
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.0.0.1:{port}", "localhost", "LOCALHOST:{port}", "[::1]:{port}", "[::1]"],
+)
+def test_a_loopback_server_answers_its_loopback_names(server, host):
+    answer = _ask(server.port, host.format(port=server.port), "/invocations", "POST")
+    assert b" 200 " in answer.split(b"\r\n", 1)[0], answer[:300]
+
+
+def test_allowed_hosts_replaces_the_loopback_names(package):
+    root, path = package
+    live = LiveServer(
+        str(path), root, label="hosts", args=["--allowed-hosts", "models.internal, *.corp.example"]
+    )
+    # LiveServer.wait_ready asks with Host 127.0.0.1, which this server refuses: poll by hand.
+    live.launch()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert live.proc is not None and live.proc.poll() is None, live.logs()
+            try:
+                if b" 200 " in _ask(live.port, "models.internal", "/ready")[:20]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, live.logs()
+            time.sleep(0.1)
+        for host in (
+            "models.internal",
+            "models.internal:8080",
+            "a.corp.example",
+            "x.y.corp.example",
+        ):
+            answer = _ask(live.port, host, "/invocations", "POST")
+            assert b" 200 " in answer[:20], (host, answer[:300])
+        for host in ("127.0.0.1", f"localhost:{live.port}", "corp.example", "evil.example"):
+            answer = _ask(live.port, host, "/invocations", "POST")
+            assert b" 400 " in answer[:20], (host, answer[:300])
+    finally:
+        live.stop()
+
+
+def test_a_missing_host_is_refused_when_hosts_are_checked(server):
+    answer = _ask(server.port, None)
+    assert b" 400 " in answer.split(b"\r\n", 1)[0], answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["message"] == (
+        "The request has no Host header; this server answers only to the names in --allowed-hosts."
+    )

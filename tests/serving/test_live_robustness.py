@@ -113,7 +113,7 @@ def test_streamed_body_over_the_limit_without_content_length_is_413(server):
     assert _error(response, 413) == "The body is over the limit of 1024 bytes (--max-body-bytes)."
     # The same by hand, with a head the client controls exactly.
     head = (
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     parts = [b"200\r\n" + b" " * 512 + b"\r\n"] * 3 + [b"0\r\n\r\n"]
@@ -191,7 +191,7 @@ def test_unsupported_charset_and_content_type_are_415(server):
 def test_clients_trickling_their_bodies_do_not_block_others(server):
     body = _valid_body()
     head = (
-        f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     step = -(-len(body) // 20)  # 20 pieces, one per 100 ms: about 2 s per request
