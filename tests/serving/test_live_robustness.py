@@ -370,6 +370,14 @@ def _malformed_v2(rng: random.Random) -> tuple[bytes, dict[str, str]]:
                 ("data", [[1.0, 2.0]]),
                 ("name", 7),
                 ("name", "nope"),
+                ("parameters", "x"),
+                ("parameters", [1]),
+                ("datatype", ["FP64"]),
+                ("datatype", {}),
+                ("shape", [1] * 65),
+                ("shape", [1, 1, 1]),
+                ("data", [1e300]),
+                ("data", ["1.5"]),
             ]
         )
         t[field] = value
@@ -395,7 +403,181 @@ def _malformed_v2(rng: random.Random) -> tuple[bytes, dict[str, str]]:
         return head + tail, {"Inference-Header-Content-Length": length}
     if case == 5:
         return json.dumps({"inputs": []}).encode(), {}
-    return json.dumps({"inputs": good, "outputs": [{"name": "nope"}]}).encode(), {}
+    top = rng.choice(
+        [
+            {"outputs": [{"name": "nope"}]},
+            {"outputs": [{"name": ["predict"]}]},
+            {"outputs": {"name": "predict"}},
+            {"outputs": [{"name": "predict", "parameters": "x"}]},
+            {"parameters": "pd"},
+            {"parameters": {"binary_data_output": "no"}},
+        ]
+    )
+    return json.dumps({"inputs": good, **top}).encode(), {}
+
+
+Shape = tuple[str, str, bytes, dict[str, str], str]
+JSON_TYPE = {"Content-Type": "application/json"}
+TOO_BIG = "expected a number within float32's range"
+INFINITE = "expected a finite number"
+
+
+def _adversarial_corpus() -> list[Shape]:
+    """``(label, path, body, headers, what the message must say)`` for every adversarial shape
+    of issue 9 item 3, each under the 1 KiB body limit so that it reaches its own check."""
+    good = [{"name": c, "shape": [1], "datatype": "FP64", "data": [1.0]} for c in COLUMNS]
+    out: list[Shape] = []
+
+    def v2(label: str, doc: dict, expect: str) -> None:
+        out.append((f"v2 {label}", V2_INFER, json.dumps(doc).encode(), {}, expect))
+
+    def mlflow(label: str, body: bytes | str, expect: str, ctype: str = "application/json"):
+        data = body.encode() if isinstance(body, str) else body
+        out.append((label, "/invocations", data, {"Content-Type": ctype}, expect))
+
+    def first(**fields: object) -> list[dict]:
+        return [{**good[0], **fields}, *good[1:]]
+
+    # v2 fields of the wrong JSON type, and ranks the signature (or numpy) forbids
+    for value in ("pd", [1], 7, True):
+        v2(f"parameters={value!r}", {"inputs": good, "parameters": value}, "'parameters' must")
+    for value in ("x", [1], 7):
+        v2(
+            f"input parameters={value!r}",
+            {"inputs": first(parameters=value)},
+            "input 'f0': 'parameters' must be an object",
+        )
+        v2(
+            f"output parameters={value!r}",
+            {"inputs": good, "outputs": [{"name": "predict", "parameters": value}]},
+            "outputs[0]: 'parameters' must be an object",
+        )
+    for value in ("no", 1):
+        v2(
+            f"binary_data_output={value!r}",
+            {"inputs": good, "parameters": {"binary_data_output": value}},
+            "'parameters.binary_data_output' must be true or false",
+        )
+        v2(
+            f"binary_data={value!r}",
+            {
+                "inputs": good,
+                "outputs": [{"name": "predict", "parameters": {"binary_data": value}}],
+            },
+            "outputs[0]: 'parameters.binary_data' must be true or false",
+        )
+    for value, expect in (
+        ({"name": "predict"}, "'outputs' must be a list"),
+        ("predict", "'outputs' must be a list"),
+        (7, "'outputs' must be a list"),
+        ([7], "outputs[0] must be an object with a 'name'"),
+        ([{}], "outputs[0]: 'name' must be a string, got null"),
+    ):
+        v2(f"outputs={value!r}", {"inputs": good, "outputs": value}, expect)
+    for value in (7, ["predict"], {"a": 1}, None, True):
+        v2(
+            f"outputs[0].name={value!r}",
+            {"inputs": good, "outputs": [{"name": value}]},
+            "outputs[0]: 'name' must be a string",
+        )
+    for value in (["FP64"], {"FP64": 1}, None, 64, True):
+        v2(f"datatype={value!r}", {"inputs": first(datatype=value)}, "'datatype' must be a string")
+    for rank in (3, 64, 65, 200):
+        v2(
+            f"rank {rank}",
+            {"inputs": [{**good[0], "shape": [1] * rank}]},
+            f"'shape' has {rank} dimensions; a column takes shape [N] or [N, 1]",
+        )
+    # values the model cannot take: JSON, CSV, v2 JSON and v2 binary
+    for column, name in enumerate(COLUMNS):
+        for value in ("1e300", "-1e300", "3.5e38"):
+            row = ["1.0"] * len(COLUMNS)
+            row[column] = value
+            doc = f'{{"dataframe_split": {{"columns": {json.dumps(COLUMNS)}, "data": [[%s]]}}}}'
+            mlflow(f"json {name}={value}", doc % ", ".join(row), f"Column '{name}': {TOO_BIG}")
+    for token in ("NaN", "Infinity", "-Infinity"):
+        body = _valid_body().decode().replace("0.5", token, 1)
+        mlflow(f"json token {token}", body, "NaN and Infinity are not JSON")
+    body = _valid_body().decode().replace("0.5", "1e400", 1)
+    mlflow("json token 1e400", body, "number is infinity when parsed as double")
+    for column in (0, 5):
+        name = COLUMNS[column]
+        for value in ("inf", "-inf", "Infinity", "1e400", "1e300"):
+            row = ["1"] * len(COLUMNS)
+            row[column] = value
+            csv = ",".join(COLUMNS) + "\n" + ",".join(row) + "\n"
+            what = TOO_BIG if value == "1e300" else INFINITE
+            mlflow(f"csv {name}={value}", csv, f"Column '{name}': {what}", "text/csv")
+    for datatype, value, expect in (
+        ("FP64", 1e300, f"Column 'f0': {TOO_BIG}"),
+        ("FP32", 1e300, "input 'f0': expected FP32 values, got 1e+300 at index 0, outside"),
+        ("INT64", 1.5, "input 'f0': expected INT64 values, got 1.5 at index 0, which has a"),
+        ("BOOL", "x", "input 'f0': expected datatype FP64, got BOOL"),
+        ("FP64", "1.5", "input 'f0': the data are not all FP64 values"),
+    ):
+        doc = {"inputs": first(datatype=datatype, data=[value])}
+        v2(f"{datatype} data {value!r}", doc, expect)
+    for value in (float("inf"), float("-inf"), 1e300):
+        described = first(parameters={"binary_data_size": 8})
+        del described[0]["data"]
+        head = json.dumps({"inputs": described}).encode()
+        headers = {"Inference-Header-Content-Length": str(len(head))}
+        expect = f"Column 'f0': {TOO_BIG if value == 1e300 else INFINITE}"
+        out.append(
+            (f"binary {value!r}", V2_INFER, head + np.array([value]).tobytes(), headers, expect)
+        )
+    # values echoed back: each message quotes at most a few dozen characters of them
+    long = "q" * 500
+    cut = "'" + "q" * 36 + "..."
+    columns = {"dataframe_split": {"columns": [long, *COLUMNS[1:]], "data": [[1.0] * 6]}}
+    mlflow("echo column name", json.dumps(columns), f"got: {'q' * 37}..., f1")
+    mlflow("echo body key", json.dumps({long: 1}), f"found: {cut}")
+    mlflow("echo param", json.dumps({"inputs": [[1.0] * 6], "params": {long: 1}}), f"param {cut}")
+    mlflow("echo content type", _valid_body(), "Unsupported content type 'text/qqq", "text/" + long)
+    v2("echo input name", {"inputs": [{**good[0], "name": long}]}, f"input {cut}: the model has")
+    v2("echo datatype", {"inputs": [{**good[0], "datatype": long}]}, f"unknown datatype {cut}")
+    v2("echo output name", {"inputs": good, "outputs": [{"name": long}]}, f"Unknown output {cut}")
+    # Hosts a DNS-rebinding page sends
+    for path in ("/invocations", V2_INFER):
+        for host in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example"):
+            body = (
+                _valid_body() if path == "/invocations" else json.dumps({"inputs": good}).encode()
+            )
+            headers = {**JSON_TYPE, "Host": host}
+            out.append((f"host {host} {path}", path, body, headers, f"Host header {host!r} is not"))
+    for label, _, body, _, _ in out:
+        assert len(body) <= 1024, (label, len(body))
+    return out
+
+
+GARBAGE = (b"hello world", b"\x16\x03\x01\x02\x00", b"GET /\r\n", b'{"inputs": [1]}')
+
+
+def test_every_adversarial_shape_is_a_json_4xx_naming_it_and_none_is_a_5xx(server):
+    statuses: dict[int, int] = {}
+    corpus = _adversarial_corpus()
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
+        for label, path, body, headers, expect in corpus:
+            response = http.post(path, content=body, headers=headers)
+            where = f"{label}: {response.status_code} {response.text[:300]}"
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert 400 <= response.status_code < 500, where
+            assert response.headers["content-type"] == "application/json", where
+            error = response.json()
+            message = error["error"] if path.startswith("/v2") else error["message"]
+            assert expect in message, where
+            assert len(message) <= 1_000 and len(response.content) < 1_200, where
+            assert "q" * 50 not in response.text, where
+    for garbage in GARBAGE:  # bytes that are no HTTP request: 400 at once, then closed
+        answer = raw_http(server.port, garbage)
+        assert answer.startswith(b"HTTP/1.1 400 "), (garbage, answer[:300])
+        statuses[400] += 1
+    assert len(corpus) + len(GARBAGE) == 90
+    assert statuses == {400: 89, 415: 1}, statuses  # 0 5xx
+    logs = server.logs(100_000)
+    assert "Unexpected error" not in logs and "The model failed to predict" not in logs
+    assert "Traceback" not in logs
+    assert_still_serving(server)
 
 
 def test_fuzz_malformed_requests_get_json_4xx_and_the_server_survives(server):
@@ -420,6 +602,7 @@ def test_fuzz_malformed_requests_get_json_4xx_and_the_server_survives(server):
             message = error["error"] if v2 else error["message"]
             assert isinstance(message, str) and message, where
             seen[response.status_code] = seen.get(response.status_code, 0) + 1
+    assert not [code for code in seen if code >= 500], seen
     assert set(seen) <= {400, 404, 413, 415}, seen
     assert seen[400] > 150 and seen[415] > 5, seen
     assert "Traceback" not in server.logs(100_000)
