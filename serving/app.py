@@ -30,6 +30,9 @@ from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 
 JSON = "application/json"
+# scope["extensions"] key by which modelpack's connection protocol (protocol.py) tells the app
+# when a request's body is due: a loop time, or None when the body came whole with its head.
+BODY_DEADLINE = "modelpack.body_deadline"
 log = logging.getLogger("modelpack.serving")
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -67,8 +70,9 @@ class Server:
         loaded = self.deployment.current
         return {"X-Model-Version": loaded.version} if loaded is not None else {}
 
-    async def body(self, declared: str | None, receive: Any) -> bytes:
-        """The body, refused with 413 as soon as it is known to exceed the limit."""
+    async def body(self, declared: str | None, receive: Any, scope: Any) -> bytes:
+        """The body, refused with 413 as soon as it is known to exceed the limit, and with 408
+        when it does not arrive within --read-timeout-s of the request's head."""
         limit = self.options.max_body_bytes
         if declared is not None:
             try:
@@ -80,8 +84,16 @@ class Server:
                     413, f"The body is {size} bytes; the limit is {limit} (--max-body-bytes)."
                 )
         timeout = self.options.read_timeout_s
+        extensions = scope.get("extensions") or {}
+        if BODY_DEADLINE in extensions:  # under modelpack's protocol, which knows
+            deadline = extensions[BODY_DEADLINE]
+            if deadline is None:  # the whole body came with the head: nothing to wait for
+                return await self._read(receive, limit)
+            expiry = asyncio.timeout_at(deadline)
+        else:  # under another ASGI server
+            expiry = asyncio.timeout(timeout or None)
         try:
-            async with asyncio.timeout(timeout or None):
+            async with expiry:
                 return await self._read(receive, limit)
         except TimeoutError:
             raise HTTPError(
@@ -211,7 +223,8 @@ def create_app(uri: str, **options: Any) -> Starlette:
             headers = dict(scope["headers"])
             kind = _content_type(headers.get(b"content-type", b"").decode("latin-1"))
             length = headers.get(b"content-length")
-            body = await server.body(length.decode("latin-1") if length else None, receive)
+            declared = length.decode("latin-1") if length else None
+            body = await server.body(declared, receive, scope)
             loaded = server.model()
             sig = loaded.pack.signature
             if kind == "json":
@@ -328,7 +341,9 @@ def create_app(uri: str, **options: Any) -> Starlette:
 
     async def v2_infer(request: Request) -> Response:
         v2_model(request)  # 404 for an unknown model before reading the body
-        body = await server.body(request.headers.get("content-length"), request.receive)
+        body = await server.body(
+            request.headers.get("content-length"), request.receive, request.scope
+        )
         loaded = v2_model(request)  # the model serving now: a swap may have happened meanwhile
         header = request.headers.get("inference-header-content-length")
         try:

@@ -8,10 +8,12 @@ garbage bytes get no answer. ``Protocol`` adds, per connection:
 - a deadline for each request's head, ``read_timeout_s`` from the connection's start (or from
   the first byte of a later request on a kept-alive connection): then 408 and close, or a
   plain close if nothing came at all (a browser's unused preconnect);
-- a deadline for the body: the app answers a body that does not arrive in time with 408
-  itself (``Server.body``, so the route's error format and metrics apply); a body still
-  arriving a second after that (on a route that never reads it, or after the answer) is cut
-  off here;
+- a deadline for the body, ``read_timeout_s`` from the end of its head: the protocol puts it
+  in the request's scope (``extensions["modelpack.body_deadline"]``, None when the body came
+  whole with the head, so that the common request arms no timer) and the app answers 408
+  itself when it passes (``Server.body``: the route's error format and metrics apply); a body
+  still arriving a second after that (on a route that never reads it, or after the answer) is
+  cut off here;
 - a request line checked as its bytes arrive: bytes that cannot begin one get 400 at once;
 - a cap on open connections (``max_connections``): one more is answered 503 and closed.
 
@@ -30,6 +32,7 @@ import h11
 import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from modelpack.serving.app import BODY_DEADLINE
 from modelpack.serving.config import ServeOptions
 
 LINGER_S = 1.0
@@ -75,10 +78,12 @@ class Protocol(H11Protocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._in_head = False  # a request's head is due
+        self._head_began = 0.0  # since this loop time
         self._head_bytes = False  # and some of it has come
         self._line = bytearray()  # its request line so far
         self._line_ok = False  # the request line is whole and well formed (or too long to check)
         self._replied = False  # this class answered; the connection is closing
+        self._told: Any = None  # the request cycle last given its body deadline
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -92,7 +97,7 @@ class Protocol(H11Protocol):
                 f"(--max-connections); retry shortly.",
             )
             return
-        self._begin_head()
+        self._begin_head(arm=True)  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
         if self._replied:
@@ -117,16 +122,28 @@ class Protocol(H11Protocol):
             return
         state = self.conn.their_state
         if state is h11.IDLE:
-            return  # a head still incomplete, or a kept-alive connection between requests
+            # A head still incomplete (its deadline armed only now: most heads come whole in
+            # one read, and need no timer), or a kept-alive connection between requests.
+            if self._in_head and self._head_timer is None and self._timeout:
+                self._head_timer = self.loop.call_at(
+                    self._head_began + self._timeout, self._head_expired
+                )
+            return
         if self._in_head:
             self._in_head = False
             self._cancel("_head_timer")
-        if state is h11.SEND_BODY:
-            if self._body_timer is None and self._timeout:
-                self._body_timer = self.loop.call_later(
-                    self._timeout + BODY_GRACE_S, self._body_expired
-                )
-        else:
+        cycle = self.cycle
+        if cycle is not None and cycle is not self._told:
+            # A new request, whose task has not started yet: tell the app when its body is
+            # due (None: it came whole with the head, so the app arms no timer at all).
+            self._told = cycle
+            deadline = None
+            if state is h11.SEND_BODY and self._timeout:
+                deadline = self.loop.time() + self._timeout
+                self._cancel("_body_timer")
+                self._body_timer = self.loop.call_at(deadline + BODY_GRACE_S, self._body_expired)
+            cycle.scope.setdefault("extensions", {})[BODY_DEADLINE] = deadline  # type: ignore[typeddict-item]
+        if state is not h11.SEND_BODY:
             self._cancel("_body_timer")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -151,13 +168,14 @@ class Protocol(H11Protocol):
 
     # ------------------------------------------------------------------ deadlines
 
-    def _begin_head(self) -> None:
+    def _begin_head(self, arm: bool = False) -> None:
         self._in_head = True
+        self._head_began = self.loop.time()
         self._head_bytes = False
         self._line_ok = False
         # Bytes h11 holds already (pipelined after the last request) begin this head.
         self._line = bytearray(self.conn.trailing_data[0][:_LINE_CHECK])
-        if self._timeout:
+        if arm and self._timeout:
             self._head_timer = self.loop.call_later(self._timeout, self._head_expired)
 
     def _head_expired(self) -> None:
