@@ -20,6 +20,17 @@ from modelpack.flavor import Predict, check_options, require
 from modelpack.flavors import _zipmap
 
 NAME = "onnx"
+# The keys save() writes into the manifest's flavors.onnx, each with the values it may take
+# (None: any). Reading a manifest refuses other keys and values.
+CONFIG_KEYS = {
+    "path": None,
+    "opset": None,
+    "opsets": None,
+    "input_names": None,
+    "output_names": None,
+    "external_data": None,
+    "columns": None,
+}
 MODEL_PATH = "model/model.onnx"
 _PROTO_LIMIT = 2**31 - 2**24  # protobuf cannot serialize 2 GiB: store big tensors outside
 # ONNX element type names (as onnxruntime spells them in "tensor(...)") -> signature dtypes.

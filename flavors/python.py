@@ -17,6 +17,14 @@ from modelpack.flavor import Predict, check_options
 from modelpack.python_model import Context, PythonModel
 
 NAME = "python"
+# The keys save() writes into the manifest's flavors.python, each with the values it may take
+# (None: any). Reading a manifest refuses other keys and values.
+CONFIG_KEYS = {
+    "path": None,
+    "kind": ("function", "class"),
+    "cloudpickle_version": None,
+    "artifacts": None,
+}
 
 
 def matches(obj: Any) -> bool:

@@ -15,6 +15,14 @@ from modelpack.flavor import Predict, check_options, require
 NAME = "sklearn"
 SERIALIZATIONS = ("cloudpickle", "skops")
 PREDICT_METHODS = ("predict", "predict_proba", "decision_function", "transform")
+# The keys save() writes into the manifest's flavors.sklearn, each with the values it may take
+# (None: any). Reading a manifest refuses other keys and values.
+CONFIG_KEYS = {
+    "path": None,
+    "serialization": SERIALIZATIONS,
+    "predict_method": PREDICT_METHODS,
+    "sklearn_version": None,
+}
 
 
 def matches(obj: Any) -> bool:

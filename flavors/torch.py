@@ -23,6 +23,15 @@ from modelpack.flavors import _quiet
 
 NAME = "torch"
 FORMATS = ("export", "torchscript", "pickle")
+# The keys save() writes into the manifest's flavors.torch, each with the values it may take
+# (None: any). Reading a manifest refuses other keys and values.
+CONFIG_KEYS = {
+    "path": None,
+    "format": FORMATS,
+    "torch_version": None,
+    "float_dtype": None,
+    "input_dtype": None,
+}
 _FILES = {"export": "model/model.pt2", "torchscript": "model/model.pt", "pickle": "model/model.pt"}
 _LABELS = {"export": "torch.export", "torchscript": "TorchScript", "pickle": "pickle"}
 # The attribute under which ``load`` keeps the ExportedProgram next to its module.

@@ -48,13 +48,24 @@ TENSOR_DTYPES = (
 def _check_keys(d: Any, where: str, required: Sequence[str], optional: Sequence[str] = ()) -> None:
     if not isinstance(d, Mapping):
         raise FormatError(f"{where}: expected a mapping, got {type(d).__name__}.")
-    unknown = sorted(set(d) - set(required) - set(optional))
+    known = [*required, *optional]
+    unknown = sorted((k for k in d if k not in known), key=str)
     if unknown:
-        allowed = ", ".join([*required, *optional])
-        raise FormatError(f"{where}: unknown key {unknown[0]!r}. Allowed keys: {allowed}.")
+        raise FormatError(
+            f"{where}: unknown key {unknown[0]!r}{nearest(unknown[0], known)}. "
+            f"Allowed keys: {', '.join(known)}."
+        )
     missing = [k for k in required if k not in d]
     if missing:
         raise FormatError(f"{where}: missing key {missing[0]!r}.")
+
+
+def nearest(word: Any, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_type(value: Any, types: type | tuple[type, ...], where: str, expected: str) -> None:
@@ -121,7 +132,7 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        _check_keys(d, "tensor", ["dtype", "shape"], ["name", "kind"])
+        _check_keys(d, "tensor", ["dtype", "shape"], ["name"])
         _check_type(d["shape"], (list, tuple), "tensor 'shape'", "a list")
         name = d.get("name")
         if name is not None:
@@ -198,7 +209,8 @@ def schema_from_dict(d: Any, where: str) -> Schema:
         _check_type(d["columns"], list, f"{where} 'columns'", "a list")
         return ColumnSchema(tuple(ColSpec.from_dict(c) for c in d["columns"]))
     if kind == "tensor":
-        return TensorSchema((TensorSpec.from_dict(d),))
+        _check_keys(d, where, ["kind", "dtype", "shape"], ["name"])
+        return TensorSchema((TensorSpec.from_dict({k: v for k, v in d.items() if k != "kind"}),))
     if kind == "tensors":
         _check_keys(d, where, ["kind", "tensors"])
         _check_type(d["tensors"], list, f"{where} 'tensors'", "a list")
@@ -259,13 +271,12 @@ class Signature:
     @classmethod
     def from_dict(cls, d: Any) -> Signature:
         _check_keys(d, "signature", [], ["inputs", "outputs", "params"])
-        params = d.get("params") or []
+        params = d.get("params", [])
         _check_type(params, list, "signature 'params'", "a list")
+        # A key that is present must hold a schema: a damaged one never reads as "no schema".
         return cls(
-            inputs=schema_from_dict(d["inputs"], "signature inputs") if d.get("inputs") else None,
-            outputs=schema_from_dict(d["outputs"], "signature outputs")
-            if d.get("outputs")
-            else None,
+            inputs=schema_from_dict(d["inputs"], "signature inputs") if "inputs" in d else None,
+            outputs=schema_from_dict(d["outputs"], "signature outputs") if "outputs" in d else None,
             params=tuple(ParamSpec.from_dict(p) for p in params),
         )
 

@@ -120,7 +120,8 @@ def test_verify_passes_and_names_modified_missing_and_unlisted_files(saved):
 def test_load_refuses_a_modified_model_before_unpickling(saved, tmp_path):
     marker = tmp_path / "pwned"
     payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
-    (saved / "model" / "model.pkl").write_bytes(payload)
+    size = (saved / "model" / "model.pkl").stat().st_size  # same size: only the hash can tell
+    (saved / "model" / "model.pkl").write_bytes(payload.ljust(size, b" "))
     with pytest.raises(
         IntegrityError,
         match=r"model/model.pkl: sha256 is [0-9a-f]{12}\.\.\., "
