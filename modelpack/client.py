@@ -67,8 +67,9 @@ def current_user() -> str:
 
 
 def manifest_sha256(package: Path) -> str:
-    with open(package / "modelpack.yaml", "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    from modelpack.manifest import read_manifest_bytes
+
+    return hashlib.sha256(read_manifest_bytes(package)).hexdigest()
 
 
 class Client:
@@ -334,14 +335,28 @@ class Client:
         description: str | None = None,
     ) -> ModelVersion:
         """Copy the package at ``model_uri`` into registry storage and make it a new version."""
-        import modelpack
+        from modelpack import _resolve
+        from modelpack._integrity import verify_files
         from modelpack.artifacts import artifact_store
+        from modelpack.manifest import (
+            MANIFEST_NAME,
+            check_recorded,
+            parse_manifest,
+            read_manifest_bytes,
+        )
         from modelpack.store._validate import name as check_name
 
         check_name(name, "Registered model name")
-        source = self.resolve(model_uri)
-        manifest = modelpack.verify(source)
-        sha = manifest_sha256(source)
+        source, recorded = _resolve.resolve_recorded(self, model_uri)
+        # The hash recorded is that of the very bytes checked and parsed here: a manifest
+        # swapped in after this check hashes differently, and no load of the version accepts it.
+        data = read_manifest_bytes(source)
+        if recorded is not None:
+            sha = check_recorded(source, data, recorded.sha256, recorded.what, recorded.by)
+        else:
+            sha = hashlib.sha256(data).hexdigest()
+        manifest = parse_manifest(data, source / MANIFEST_NAME)
+        verify_files(source, manifest.files)
         relative = f"registry/{uuid.uuid4().hex}"
         root = artifact_store(self.artifact_root)
         run_id = (
