@@ -12,7 +12,7 @@ import time
 import httpx2
 import numpy as np
 import pytest
-from live import LiveServer, running
+from live import LiveServer, raw_http, running
 from prometheus_client.parser import text_string_to_metric_families
 
 import modelpack
@@ -97,6 +97,16 @@ def test_two_workers_serve_correctly_and_stop_on_sigterm(tmp_path, forest, xy):
         assert server.logs().count("Application startup complete.") == 2
         # Each worker loaded the model itself, and reports its own load time.
         assert _loaded_pids(httpx2.get(f"{server.url}/metrics").text) == workers
+        # Every worker has the Host allowlist and the connection protocol: fresh connections
+        # (spread over both) with a foreign Host, or with bytes that are no request, get 400.
+        for _ in range(8):
+            answer = raw_http(
+                server.port,
+                b"GET /ping HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"--allowed-hosts" in answer, answer
+            answer = raw_http(server.port, b"hello world")
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"Invalid HTTP request" in answer
 
         server.signal(signal.SIGTERM)
         assert server.wait_exit(20) == 0, server.logs()
