@@ -257,6 +257,7 @@ def test_serve_a_model_that_fails_to_load_says_why_in_one_line(tmp_path):
     (package / "model" / "python_model.pkl").write_bytes(b"not a pickle")
     manifest = yaml.safe_load((package / "modelpack.yaml").read_text())  # hashes still match
     manifest["files"]["model/python_model.pkl"] = hashlib.sha256(b"not a pickle").hexdigest()
+    manifest["sizes"]["model/python_model.pkl"] = len(b"not a pickle")
     (package / "modelpack.yaml").write_text(yaml.safe_dump(manifest))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
