@@ -12,6 +12,12 @@ from modelpack import _schema
 from modelpack.errors import SchemaError
 from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
+# The most columns read when the file, not the signature, says how many the model takes (no
+# input signature, or a tensor of shape (-1, -1)), as the server's max_columns: each one read
+# costs about 100 us and 10 KiB in every batch, however few its rows. Columns the model does
+# not take are only counted, so a signature that names its columns takes any width of file.
+MAX_OPEN_COLUMNS = 10_000
+
 
 class Features:
     """Which input columns feed the model, read as what, and how a batch becomes its input.
@@ -19,14 +25,17 @@ class Features:
     Column signatures take their columns by name. A tensor of shape ``(-1, k)`` takes ``k``
     columns in file order (the file's columns, less ``keep_columns`` if it has more than ``k``);
     a ``(-1,)`` tensor one column; several named tensors one column each, by name. A package
-    without an input signature gets a pandas DataFrame of the columns not kept.
+    without an input signature gets a pandas DataFrame of the columns not kept. Where the file
+    decides how many columns the model takes, at most ``MAX_OPEN_COLUMNS``.
     """
 
     def __init__(
         self, signature: Signature | None, columns: list[str], keep: list[str], where: str
     ) -> None:
         self.where, self.keep = where, keep
-        missing = [c for c in keep if c not in columns]
+        # Sets for every "in": a header may have 100,000 columns, and a signature 10,000.
+        present, kept = set(columns), set(keep)
+        missing = [c for c in keep if c not in present]
         if missing:
             raise SchemaError(
                 f"{where}: no column {missing[0]!r} to keep. Its columns: {_list(columns)}.",
@@ -39,7 +48,7 @@ class Features:
         self.specs: list[tuple[str, np.dtype, str]] = []  # (column, dtype, type name) to cast
         if isinstance(inputs, ColumnSchema):
             self.kind = "columns"
-            absent = [c for c in inputs.columns if c.required and c.name not in columns]
+            absent = [c for c in inputs.columns if c.required and c.name not in present]
             if absent:
                 names = ", ".join(repr(c.name) for c in absent)
                 expected = ", ".join(f"{c.name} ({c.type})" for c in inputs.columns)
@@ -48,19 +57,19 @@ class Features:
                     f"The model takes: {expected}; the input has: {_list(columns)}.",
                     absent[0].name,
                 )
-            self.names = [c.name for c in inputs.columns if c.name in columns]
+            self.names = [c.name for c in inputs.columns if c.name in present]
             self.types = {
-                c.name: io.arrow_type(c.type) for c in inputs.columns if c.name in columns
+                c.name: io.arrow_type(c.type) for c in inputs.columns if c.name in present
             }
             self.specs = [
                 (c.name, _schema.COLUMN_DTYPES[c.type], c.type)
                 for c in inputs.columns
-                if c.name in columns
+                if c.name in present
             ]
             self.plan = _schema.input_plan(inputs)
         elif isinstance(inputs, TensorSchema):
             self.kind = "matrix" if inputs.single else "tensors"
-            self.names = self._tensor_columns(inputs, columns, keep)
+            self.names = self._tensor_columns(inputs, columns, present, kept)
             self.types = {c: io.arrow_type(dtype) for c, dtype in self._tensor_dtypes(inputs)}
             self.specs = [
                 (c, _schema.tensor_dtype(dtype), dtype) for c, dtype in self._tensor_dtypes(inputs)
@@ -68,11 +77,30 @@ class Features:
             if inputs.single and len(inputs.tensors[0].shape) == 1:
                 self.kind = "vector"
         else:
-            self.names = [c for c in columns if c not in keep] or list(columns)
+            self.names = [c for c in columns if c not in kept] or list(columns)
+        if len(self.names) > MAX_OPEN_COLUMNS and not isinstance(inputs, ColumnSchema):
+            self._check_width(inputs)
         self.tensor_names = (
             [t.name for t in inputs.tensors] if isinstance(inputs, TensorSchema) else []
         )
-        self.read = self.names + [c for c in keep if c not in self.names]
+        named = set(self.names)
+        self.read = self.names + [c for c in keep if c not in named]
+
+    def _check_width(self, inputs: TensorSchema | None) -> None:
+        if isinstance(inputs, TensorSchema):
+            if not inputs.single or inputs.tensors[0].shape[-1] != -1:
+                return  # the signature says how many
+            why, name = "takes a tensor of shape (-1, -1), so every column", inputs.tensors[0].name
+        else:
+            why, name = "has no input signature, so the model takes every column", None
+        besides = " besides --keep-columns" if self.keep else ""
+        raise SchemaError(
+            f"{self.where}: the input has {len(self.names):,} columns{besides}; the package "
+            f"{why}, and at most {MAX_OPEN_COLUMNS:,} are read that way. Save the package with "
+            f"an input_example of the columns it takes (its signature then names them, and a "
+            f"file may have any number of others), or drop the other columns from the file.",
+            name,
+        )
 
     def _tensor_dtypes(self, inputs: TensorSchema) -> list[tuple[str, str]]:
         if inputs.single:
@@ -80,7 +108,7 @@ class Features:
         return [(c, t.dtype) for c, t in zip(self.names, inputs.tensors, strict=True)]
 
     def _tensor_columns(
-        self, inputs: TensorSchema, columns: list[str], keep: list[str]
+        self, inputs: TensorSchema, columns: list[str], present: set[str], kept: set[str]
     ) -> list[str]:
         where = self.where
         if not inputs.single:
@@ -92,7 +120,7 @@ class Features:
                         f"Score it with Package.predict.",
                         t.name,
                     )
-            absent = [t.name for t in inputs.tensors if t.name not in columns]
+            absent = [t.name for t in inputs.tensors if t.name not in present]
             if absent:
                 raise SchemaError(
                     f"{where}: no column {absent[0]!r} for the model's tensor of that name. The "
@@ -103,9 +131,9 @@ class Features:
             return [str(t.name) for t in inputs.tensors]
         spec = inputs.tensors[0]
         if len(spec.shape) == 1:
-            if spec.name in columns:
+            if spec.name in present:
                 return [str(spec.name)]
-            rest = [c for c in columns if c not in keep]
+            rest = [c for c in columns if c not in kept]
             if len(rest) == 1:
                 return rest
             raise SchemaError(
@@ -122,7 +150,7 @@ class Features:
         width = spec.shape[1]
         if width == len(columns):
             return list(columns)
-        rest = [c for c in columns if c not in keep]
+        rest = [c for c in columns if c not in kept]
         if width in (-1, len(rest)) and rest:
             return rest
         raise SchemaError(

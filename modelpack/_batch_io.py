@@ -6,7 +6,8 @@ whole input. Parquet is read a row group at a time with pyarrow (reading every r
 whole lines that pyarrow parses with the signature's column types; the block is kept until it is
 parsed, so an error names the exact row, line and byte offset, which pyarrow's own streaming
 readers (``open_csv``, ``open_json``) cannot do. Values may not contain newlines, as for
-pyarrow's multi-threaded readers.
+pyarrow's multi-threaded readers, and a line may be at most ``max_line_bytes`` long: a longer
+one is refused as it is read, before the rest of it is.
 
 Writing is in ``modelpack._batch_sink``.
 """
@@ -14,9 +15,11 @@ Writing is in ``modelpack._batch_sink``.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +64,8 @@ CSV_NULLS = frozenset(
     )
 )
 CSV_BOOLS = frozenset(("1", "0", "true", "false", "True", "False", "TRUE", "FALSE"))
-_FIRST_BLOCK = 1 << 20
+_FIRST_BLOCK = 1 << 20  # bytes read at a time until the line length is known
+_PIECE = 1 << 22  # the most bytes read at once
 _TYPE_NAMES = {"int64": "long", "int32": "integer", "bool": "boolean"}  # arrow -> signature
 
 
@@ -168,8 +172,10 @@ class Reader:
         self.close()
 
 
-def open_input(path: str, fmt: str, batch_size: int) -> Reader:
+def open_input(path: str, fmt: str, batch_size: int, max_line_bytes: int) -> Reader:
     """Open ``path`` (``-`` for stdin) and read what columns it has.
+
+    ``max_line_bytes`` bounds a line of CSV or JSON lines (its newline not counted).
 
     Raises:
         NotFound: no such file.
@@ -194,7 +200,7 @@ def open_input(path: str, fmt: str, batch_size: int) -> Reader:
         name, size = path, os.fstat(stream.fileno()).st_size
     try:
         cls = _CsvReader if fmt == "csv" else _JsonReader
-        return cls(stream, name, size, batch_size, close=path != STDIO)
+        return cls(stream, name, size, batch_size, max_line_bytes, close=path != STDIO)
     except BaseException:
         if path != STDIO:
             stream.close()
@@ -252,19 +258,39 @@ class _ParquetReader(Reader):
 
 
 class _TextReader(Reader):
-    """Blocks of whole lines, parsed by pyarrow; the first block fixes every column's type."""
+    """Blocks of whole lines, parsed by pyarrow; the first block fixes every column's type.
+
+    The stream is read in pieces of at most ``_PIECE`` bytes, each scanned once for its newlines
+    as it arrives: every line is checked against ``max_line_bytes`` then, so a line that never
+    ends is refused within one piece of the limit, and a block is joined from its pieces once.
+    The cost is linear in the file whatever the shape of its lines.
+    """
 
     header_lines = 0
 
     def __init__(
-        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+        self,
+        stream: BinaryIO,
+        name: str,
+        size: int | None,
+        batch_size: int,
+        max_line_bytes: int,
+        close: bool,
     ) -> None:
         self.stream, self.name, self.total_bytes = stream, name, size
-        self.batch_size, self._close = batch_size, close
-        self.line_bytes = 0.0  # average bytes per line, for sizing blocks of batch_size rows
-        self.pending = b""
-        self.eof = False
+        self.batch_size, self.max_line_bytes, self._close = batch_size, max_line_bytes, close
+        self.line_bytes = 0.0  # average bytes per line, for sizing the reads of a block
         self.lines_read = 0  # newlines in the blocks handed out so far
+        self.eof = False
+        # Read and not yet handed out: (stream offset, bytes, offsets of its newlines not yet
+        # handed out); the first piece is handed out up to self.taken.
+        self.pieces: deque[tuple[int, bytes, Any]] = deque()
+        self.taken = 0  # stream offset of the first byte not handed out
+        self.held_lines = 0  # whole lines held
+        self.stream_at = 0  # bytes read from the stream
+        self.stream_lines = 0  # newlines read from the stream
+        self.line_start = 0  # stream offset of the line not yet ended
+        self.longest = 0  # the longest line so far, in bytes without its newline
 
     def close(self) -> None:
         if self._close:
@@ -274,44 +300,86 @@ class _TextReader(Reader):
         try:
             data = self.stream.read(n)
         except OSError as exc:
-            raise SchemaError(
-                f"{self.name}: read failed at byte {self.bytes_read}: {exc}"
-            ) from None
+            raise SchemaError(f"{self.name}: read failed at byte {self.stream_at}: {exc}") from None
         return data or b""
 
-    def _block(self) -> tuple[bytes, int, int]:
-        """The next block of whole lines: (bytes, its byte offset, lines before it)."""
-        want = int(self.batch_size * self.line_bytes) if self.line_bytes else _FIRST_BLOCK
-        data = self.pending
-        while not self.eof:
-            more = self._read(max(want - len(data), 1 << 16))
-            if not more:
-                self.eof = True
-                break
-            data += more
-            if len(data) >= want and b"\n" in more:
-                break
-        cut = len(data) if self.eof else data.rfind(b"\n") + 1
-        newlines = data.count(b"\n", 0, cut)
-        if newlines > self.batch_size * 1.25:  # the first block, or shorter lines than so far
-            import numpy as np
+    def _fill(self, want: int) -> None:
+        """Read one more piece (about ``want`` bytes), checking the length of every line in it."""
+        import numpy as np
 
-            ends = np.flatnonzero(np.frombuffer(data, np.uint8, count=cut) == ord("\n"))
-            cut, newlines = int(ends[self.batch_size - 1]) + 1, self.batch_size
-        block, self.pending = data[:cut], data[cut:]
+        piece = self._read(min(max(want, 1 << 16), _PIECE))
+        if not piece:
+            self.eof = True
+            return
+        at, limit = self.stream_at, self.max_line_bytes
+        ends = np.flatnonzero(np.frombuffer(piece, np.uint8) == 10) + at
+        if len(ends):
+            lengths = np.diff(ends, prepend=self.line_start - 1) - 1  # without the newline
+            longest = int(lengths.max())
+            if longest > limit:
+                i = int(np.argmax(lengths > limit))
+                start = self.line_start if i == 0 else int(ends[i - 1]) + 1
+                raise self._too_long(self.stream_lines + i + 1, start)
+            self.longest = max(self.longest, longest)
+            self.line_start = int(ends[-1]) + 1
+        self.stream_at += len(piece)
+        self.stream_lines += len(ends)
+        if self.stream_at - self.line_start > limit:
+            raise self._too_long(self.stream_lines + 1, self.line_start)
+        self.longest = max(self.longest, self.stream_at - self.line_start)
+        self.pieces.append((at, piece, ends))
+        self.held_lines += len(ends)
+
+    def _too_long(self, line: int, start: int) -> SchemaError:
+        return SchemaError(
+            f"{self.name}: line {line} (from byte {start}) is longer than the limit of "
+            f"{self.max_line_bytes:,} bytes. Each line is one record and ends with a newline; "
+            f"if the records really are this long, raise --max-line-bytes."
+        )
+
+    def _take(self, lines: int | None) -> tuple[bytes, int]:
+        """Hand out the next ``lines`` whole lines held (all that is held for ``None``)."""
+        parts: list[memoryview] = []
+        taken = 0
+        while self.pieces and (lines is None or taken < lines):
+            at, piece, ends = self.pieces[0]
+            skip = self.taken - at
+            if lines is None or len(ends) < lines - taken:  # its last line goes on after it
+                cut = at + len(piece)
+                taken += len(ends)
+            else:
+                cut = int(ends[lines - taken - 1]) + 1
+                self.pieces[0] = (at, piece, ends[lines - taken :])
+                taken = lines
+            parts.append(memoryview(piece)[skip : cut - at])
+            self.taken = cut
+            if cut == at + len(piece):
+                self.pieces.popleft()
+        self.held_lines -= taken
+        return b"".join(parts), taken
+
+    def _block(self) -> tuple[bytes, int, int, int]:
+        """The next ``batch_size`` lines: (bytes, their byte offset, lines before, lines)."""
+        while not self.eof and self.held_lines < self.batch_size:
+            missing = self.batch_size - self.held_lines
+            self._fill(int(missing * self.line_bytes) if self.line_bytes else _FIRST_BLOCK)
+        # Short of batch_size lines only at the end of the input: then take all there is.
+        block, newlines = self._take(
+            self.batch_size if self.held_lines >= self.batch_size else None
+        )
         offset, before = self.bytes_read, self.lines_read
         self.bytes_read += len(block)
         self.lines_read += newlines
         if newlines:
             self.line_bytes = self.bytes_read / max(self.lines_read, 1)
-        return block, offset, before
+        return block, offset, before, newlines + (0 if block.endswith(b"\n") or not block else 1)
 
     def batches(self, wanted: Sequence[str], types: Mapping[str, Any]) -> Iterator[Chunk]:
         pa = pyarrow()
         rows, fixed = 0, dict(types)
         first = True
         while True:
-            block, offset, before = self._block()
+            block, offset, before, lines = self._block()
             if not block and not first:
                 return
             first_line = self.header_lines + before + 1
@@ -319,6 +387,8 @@ class _TextReader(Reader):
                 table = self._parse(block, wanted, fixed)
             except pa.ArrowInvalid as exc:
                 raise self._locate(block, offset, first_line, rows, wanted, fixed, exc) from None
+            if block and not table.num_rows:  # blank lines: no rows to score or to type by
+                continue
             if first:
                 # Types inferred from the first block hold for the rest, as in pyarrow's
                 # streaming readers; a column of nulls so far is read as text.
@@ -329,7 +399,6 @@ class _TextReader(Reader):
                         )
                 table = table.cast(pa.schema([(c, fixed[c]) for c in table.column_names]))
                 first = False
-            lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
             yield Chunk(table, rows, first_line if lines == table.num_rows else None)
             rows += table.num_rows
             if not block:
@@ -401,18 +470,34 @@ class _CsvReader(_TextReader):
     header_lines = 1
 
     def __init__(
-        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+        self,
+        stream: BinaryIO,
+        name: str,
+        size: int | None,
+        batch_size: int,
+        max_line_bytes: int,
+        close: bool,
     ) -> None:
-        super().__init__(stream, name, size, batch_size, close)
-        line = stream.readline()
+        super().__init__(stream, name, size, batch_size, max_line_bytes, close)
+        while not self.eof and not self.held_lines:
+            self._fill(_FIRST_BLOCK)
+        line, _ = self._take(1 if self.held_lines else None)
         self.bytes_read = len(line)
         if not line.strip():
             raise SchemaError(f"{name}: the file is empty; expected a header line of column names.")
         text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-        self.columns = next(csv.reader([text]))
-        dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
-        if dupes:
+        try:
+            self.columns = next(csv.reader([text]))
+        except csv.Error as exc:
+            raise SchemaError(f"{name}: cannot read the header line ({exc}).") from None
+        if len(set(self.columns)) < len(self.columns):
+            dupes = sorted(c for c, n in Counter(self.columns).items() if n > 1)
             raise SchemaError(f"{name}: the header names column {dupes[0]!r} more than once.")
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """Column name -> position, for locating a bad value (built once, if ever)."""
+        return {c: i for i, c in enumerate(self.columns)}
 
     def _parse(self, block: bytes, wanted: Sequence[str], types: Mapping[str, Any]) -> Any:
         pa = pyarrow()
@@ -422,7 +507,10 @@ class _CsvReader(_TextReader):
             return pa.table({c: pa.array([], types.get(c, pa.string())) for c in wanted})
         return pacsv.read_csv(
             pa.py_buffer(block),
-            read_options=pacsv.ReadOptions(column_names=self.columns),
+            # pyarrow needs a whole row in each block it parses in parallel.
+            read_options=pacsv.ReadOptions(
+                column_names=self.columns, block_size=max(1 << 20, self.longest + 64)
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict(types), include_columns=list(wanted)
             ),
@@ -439,10 +527,9 @@ class _CsvReader(_TextReader):
             return None, (
                 f"expected {len(self.columns)} values (one per header column), got {len(values)}."
             )
-        index = {c: i for i, c in enumerate(self.columns)}
         for column in wanted:
             if column in types:
-                problem = _value_problem(column, values[index[column]], types[column], True)
+                problem = _value_problem(column, values[self.index[column]], types[column], True)
                 if problem:
                     return column, problem
         return None
@@ -450,20 +537,41 @@ class _CsvReader(_TextReader):
 
 class _JsonReader(_TextReader):
     def __init__(
-        self, stream: BinaryIO, name: str, size: int | None, batch_size: int, close: bool
+        self,
+        stream: BinaryIO,
+        name: str,
+        size: int | None,
+        batch_size: int,
+        max_line_bytes: int,
+        close: bool,
     ) -> None:
-        super().__init__(stream, name, size, batch_size, close)
+        import numpy as np
+
+        super().__init__(stream, name, size, batch_size, max_line_bytes, close)
         # The first record names the columns: read up to it now, hand the lines out later.
-        line = head = stream.readline()
-        while head and not head.strip():
-            head = stream.readline()
-            line += head
-        self.pending = line
-        if not line.strip():
+        first, scanned = None, 0  # the stream offset of its first byte; pieces looked at
+        while first is None and not (self.eof and scanned == len(self.pieces)):
+            if scanned == len(self.pieces):
+                self._fill(_FIRST_BLOCK)
+                continue
+            at, piece, _ = self.pieces[scanned]
+            scanned += 1
+            rest = len(piece.lstrip())
+            if rest:
+                first = at + len(piece) - rest
+        if first is None:
             self.columns = []
             return
-        blank = line.count(b"\n") - head.count(b"\n")
-        where = f"{name}: row 0 (line {blank + 1}, byte {len(line) - len(head)})"
+        while not self.eof and self.line_start <= first:  # until the record's line ends
+            self._fill(_FIRST_BLOCK)
+        ends = np.concatenate([e for _, _, e in self.pieces])
+        blank = int(np.searchsorted(ends, first))  # the blank lines before it
+        stop = int(ends[blank]) if blank < len(ends) else self.stream_at
+        head = b"".join(
+            memoryview(p)[max(first - at, 0) : max(stop - at, 0)] for at, p, _ in self.pieces
+        )
+        start = int(ends[blank - 1]) + 1 if blank else 0
+        where = f"{name}: row 0 (line {blank + 1}, byte {start})"
         try:
             record = json.loads(head)
         except ValueError as exc:
@@ -483,13 +591,16 @@ class _JsonReader(_TextReader):
         known = [c for c in wanted if c in types]
         table = pajson.read_json(
             pa.py_buffer(block),
-            read_options=pajson.ReadOptions(block_size=max(1 << 22, len(block) // 8)),
+            read_options=pajson.ReadOptions(
+                block_size=max(1 << 22, len(block) // 8, self.longest + 64)
+            ),
             parse_options=pajson.ParseOptions(
                 explicit_schema=pa.schema([(c, types[c]) for c in known]),
                 unexpected_field_behavior="ignore" if len(known) == len(wanted) else "infer",
             ),
         )
-        missing = [c for c in wanted if c not in table.column_names]
+        present = set(table.column_names)
+        missing = [c for c in wanted if c not in present]
         for c in missing:  # a keep column absent from every record of the first block
             table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
         return table.select(list(wanted))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +37,12 @@ from modelpack.errors import (
 from modelpack.package import stored_flavor
 from modelpack.signature import TensorSchema
 
-__all__ = ["DEFAULT_BATCH_SIZE", "BatchResult", "predict_file"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MAX_LINE_BYTES", "BatchResult", "predict_file"]
 
 DEFAULT_BATCH_SIZE = 50_000
+# As much as the server takes in one request (max_body_bytes): a record longer than this is not
+# one to expect on one line, and refusing it costs no more than this much memory.
+DEFAULT_MAX_LINE_BYTES = 16 * 1024**2
 _IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: enough to keep it busy, and no more
 
 
@@ -72,6 +75,7 @@ def predict_file(
     input_format: str | None = None,
     output_format: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     workers: int = 1,
     keep_columns: Sequence[str] = (),
     prediction_column: str | None = None,
@@ -89,6 +93,8 @@ def predict_file(
         input_format, output_format: ``"parquet"``, ``"csv"`` or ``"jsonl"``; by default taken
             from the extension (stdout defaults to the input's format).
         batch_size: rows per batch; memory grows with it, not with the file.
+        max_line_bytes: the longest line of CSV or JSON lines read, not counting its newline
+            (default 16 MiB); a longer one is a ``SchemaError`` that names it.
         workers: processes scoring batches in parallel, each loading the package once.
         keep_columns: input columns copied to the output, before the predictions.
         prediction_column: the name of a single output's column (default: the output's name in
@@ -113,7 +119,7 @@ def predict_file(
     from modelpack.uris import resolve
 
     input, output = os.fspath(input), os.fspath(output)
-    keep = _check_options(batch_size, workers, keep_columns, prediction_column)
+    keep = _check_options(batch_size, max_line_bytes, workers, keep_columns, prediction_column)
     in_fmt = io.guess_format(input, input_format, "input")
     fallback = in_fmt if output == io.STDIO and in_fmt != "parquet" else None
     out_fmt = io.guess_format(output, output_format, "output", fallback)
@@ -123,7 +129,7 @@ def predict_file(
     manifest = read_manifest(root)
     name = stored_flavor(manifest, flavor)
     start = time.perf_counter()
-    with io.open_input(input, in_fmt, batch_size) as reader:
+    with io.open_input(input, in_fmt, batch_size, max_line_bytes) as reader:
         features = Features(manifest.signature, reader.columns, keep, reader.name)
         scorer = _Pool(root, name, prediction_column, workers)
         bar: _Progress | None = None
@@ -147,9 +153,17 @@ def predict_file(
 
 
 def _check_options(
-    batch_size: int, workers: int, keep_columns: Sequence[str], prediction_column: str | None
+    batch_size: int,
+    max_line_bytes: int,
+    workers: int,
+    keep_columns: Sequence[str],
+    prediction_column: str | None,
 ) -> list[str]:
-    for label, value in (("batch_size", batch_size), ("workers", workers)):
+    for label, value in (
+        ("batch_size", batch_size),
+        ("max_line_bytes", max_line_bytes),
+        ("workers", workers),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgument(f"{label} must be an integer >= 1, got {value!r}.")
     if isinstance(keep_columns, str) or not all(isinstance(c, str) and c for c in keep_columns):
@@ -330,7 +344,7 @@ def _output(
     n = chunk.table.num_rows
     keep = features.keep
     names = keep + [p for p, _ in preds]
-    clash = sorted({c for c in names if names.count(c) > 1})
+    clash = sorted(c for c, count in Counter(names).items() if count > 1)
     if clash:
         raise InvalidArgument(
             f"The output would have two columns named {clash[0]!r} (a kept column and a "

@@ -25,6 +25,13 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--input-format", choices=("csv", "parquet", "jsonl"), help="default: from -i")
     p.add_argument("--output-format", choices=("csv", "parquet", "jsonl"), help="default: from -o")
     p.add_argument("--batch-size", type=int, default=50_000, help="rows per batch (default 50000)")
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=16 * 1024**2,
+        metavar="N",
+        help="refuse a CSV or JSON line longer than N bytes (default 16777216, 16 MiB)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes scoring batches in parallel")
     p.add_argument(
         "--keep-columns",
@@ -55,6 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         output_format=args.output_format,
         batch_size=args.batch_size,
+        max_line_bytes=args.max_line_bytes,
         workers=args.workers,
         keep_columns=keep,
         prediction_column=args.prediction_column,

@@ -351,6 +351,7 @@ def test_formats_that_cannot_be_guessed(packages, inputs, tmp_path):
     ("option", "message"),
     [
         ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0\."),
+        ({"max_line_bytes": 0}, r"max_line_bytes must be an integer >= 1, got 0\."),
         ({"workers": "2"}, r"workers must be an integer >= 1, got '2'\."),
         ({"keep_columns": "id"}, r"keep_columns must be a list of column names, got 'id'\."),
         ({"prediction_column": ""}, r"prediction_column must be a non-empty string, got ''\."),
