@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack._paths import resolve_inside
-from modelpack._schema import Columns
 from modelpack.errors import InvalidArgument, NotFound
-from modelpack.flavor import Predict, check_options
+from modelpack.flavor import Columns, Predict, check_options
 from modelpack.python_model import Context, PythonModel
 
 NAME = "python"

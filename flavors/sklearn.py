@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelpack._schema import Columns
 from modelpack.errors import InvalidArgument, SchemaError
-from modelpack.flavor import Predict, check_options, require
+from modelpack.flavor import Columns, Predict, check_options, require
 
 NAME = "sklearn"
 SERIALIZATIONS = ("cloudpickle", "skops")

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from modelpack import errors
 from modelpack._version import __version__
 from modelpack.client import Client
@@ -34,7 +36,6 @@ from modelpack.signature import (
     Signature,
     TensorSchema,
     TensorSpec,
-    infer_signature,
 )
 from modelpack.tracking import (
     ActiveRun,
@@ -56,6 +57,9 @@ from modelpack.tracking import (
     set_tracking_uri,
     start_run,
 )
+
+if TYPE_CHECKING:
+    from modelpack.inference import infer_signature
 
 __all__ = [
     "ActiveRun",
@@ -108,3 +112,12 @@ __all__ = [
     "save",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # infer_signature needs numpy: imported on first use, so `import modelpack` stays cheap.
+    if name == "infer_signature":
+        from modelpack.inference import infer_signature
+
+        return infer_signature
+    raise AttributeError(f"module 'modelpack' has no attribute {name!r}")

@@ -12,11 +12,22 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from modelpack.errors import InvalidArgument, ModelpackError, UnknownFlavor
 
-__all__ = ["BUILTIN_FLAVORS", "Flavor", "Predict", "available_flavors", "flavor_for", "get_flavor"]
+if TYPE_CHECKING:
+    from modelpack.enforcement import Columns
+
+__all__ = [
+    "BUILTIN_FLAVORS",
+    "Columns",
+    "Flavor",
+    "Predict",
+    "available_flavors",
+    "flavor_for",
+    "get_flavor",
+]
 
 Predict = Callable[[Any, Mapping[str, Any]], Any]
 
@@ -136,3 +147,13 @@ def check_options(flavor: str, verb: str, options: Mapping[str, Any], allowed: t
         raise InvalidArgument(
             f"The {flavor!r} flavor's {verb} does not take {unknown[0]!r}. It takes: {takes}."
         )
+
+
+def __getattr__(name: str) -> Any:
+    # Columns (what a column signature hands a flavor's predict) needs numpy: imported on
+    # first use, so importing the flavor contract stays cheap.
+    if name == "Columns":
+        from modelpack.enforcement import Columns
+
+        return Columns
+    raise AttributeError(f"module 'modelpack.flavor' has no attribute {name!r}")

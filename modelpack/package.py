@@ -58,18 +58,18 @@ class Package:
     def __init__(
         self, path: Path, manifest: Manifest, flavor: str, native: Any, predict: Predict
     ) -> None:
-        from modelpack import _schema
+        from modelpack import enforcement
 
         self.path = path
         self.manifest = manifest
         self.flavor = flavor
         self._native = native
         self._predict = predict
-        self._plan, self._params = _schema.signature_plans(manifest.signature)
+        self._plan, self._params = enforcement.signature_plans(manifest.signature)
         # Bound once: predict is the hot path and does no imports or lookups it can avoid.
-        self._n_rows = _schema.n_rows
-        self._empty_output = _schema.empty_output
-        self._normalize_output = _schema.normalize_output
+        self._n_rows = enforcement.n_rows
+        self._empty_output = enforcement.empty_output
+        self._normalize_output = enforcement.normalize_output
 
     @property
     def signature(self) -> Signature | None:
@@ -596,7 +596,7 @@ def _build(
 ) -> Manifest:
     import json
 
-    from modelpack import _code, _schema
+    from modelpack import _code, enforcement, inference
     from modelpack._payload import encode_input
     from modelpack.environment import infer_requirements, python_env, python_version
 
@@ -610,7 +610,7 @@ def _build(
         example_rel = INPUT_EXAMPLE
 
     if signature is None and infer and example is not None:
-        signature = Signature(inputs=_schema.infer_schema(example))
+        signature = Signature(inputs=inference.infer_schema(example))
     elif signature is None and infer and hasattr(module, "graph_signature"):
         signature = module.graph_signature(configs[module.NAME], staging)
 
@@ -644,11 +644,11 @@ def _build(
             ) from exc
         if infer and signature is not None and signature.outputs is None:
             signature = Signature(
-                signature.inputs, _schema.infer_schema(reference), signature.params
+                signature.inputs, inference.infer_schema(reference), signature.params
             )
 
     for extra in extra_modules:
-        enforced = _schema.input_plan(signature.inputs if signature else None)
+        enforced = enforcement.input_plan(signature.inputs if signature else None)
         sample = enforced(example) if enforced is not None else example
         convert = getattr(extra, "convert")  # noqa: B009 - optional verb, checked above
         proto, save_options = convert(model, sample, **_convert_options(configs, module))

@@ -3,7 +3,8 @@
 A signature has inputs, outputs and params. Inputs and outputs are either a
 ``ColumnSchema`` (named, typed columns, for tabular models) or a ``TensorSchema`` (one or more
 tensors with a dtype and a shape where ``-1`` is any size). Enforcing a signature on data lives
-in ``modelpack._schema`` so that this module imports nothing heavy.
+in ``modelpack.enforcement`` and inferring one from examples in ``modelpack.inference``, so
+that this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ __all__ = [
     "Signature",
     "TensorSchema",
     "TensorSpec",
-    "infer_signature",
 ]
 
 COLUMN_TYPES = ("boolean", "integer", "long", "float", "double", "string", "binary", "datetime")
@@ -279,26 +279,3 @@ class Signature:
             outputs=schema_from_dict(d["outputs"], "signature outputs") if "outputs" in d else None,
             params=tuple(ParamSpec.from_dict(p) for p in params),
         )
-
-
-def infer_signature(
-    model_input: Any = None, model_output: Any = None, params: Mapping[str, Any] | None = None
-) -> Signature:
-    """Infer a signature from example input, the model's output on it, and param defaults.
-
-    Args:
-        model_input: any accepted input (DataFrame, numpy array, dict of arrays, list of
-            records, list of rows, pyarrow Table).
-        model_output: what the model returned for it (array, DataFrame, dict of arrays).
-        params: inference params and their default values, e.g. ``{"threshold": 0.5}``.
-
-    Example:
-        >>> sig = infer_signature(X_train[:5], model.predict(X_train[:5]))
-    """
-    from modelpack import _schema
-
-    return Signature(
-        inputs=_schema.infer_schema(model_input) if model_input is not None else None,
-        outputs=_schema.infer_schema(model_output) if model_output is not None else None,
-        params=_schema.infer_params(params or {}),
-    )

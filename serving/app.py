@@ -488,7 +488,7 @@ async def _refuse_host(host: bytes | None, scope: Any, send: Any) -> None:
 
 
 def _v2_metadata(loaded: Loaded) -> dict[str, Any]:
-    from modelpack._schema import tensor_dtype
+    from modelpack.enforcement import tensor_dtype
     from modelpack.signature import ColumnSchema
 
     def tensors(schema: Any) -> list[dict[str, Any]]:

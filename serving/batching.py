@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from modelpack._schema import Columns
+from modelpack.enforcement import Columns
 from modelpack.errors import SchemaError
 from modelpack.serving.errors import HTTPError, ModelFailed
 

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 
 from modelpack._payload import decode_input
-from modelpack._schema import COLUMN_DTYPES, tensor_dtype
+from modelpack.enforcement import COLUMN_DTYPES, tensor_dtype
 from modelpack.errors import SchemaError
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.errors import HTTPError, shown

@@ -11,7 +11,7 @@ import pytest
 
 from modelpack import ColSpec, ColumnSchema, ParamSpec, Signature, TensorSchema, TensorSpec
 from modelpack import infer_signature as infer
-from modelpack._schema import ColumnPlan, ParamPlan, TensorPlan
+from modelpack.enforcement import ColumnPlan, ParamPlan, TensorPlan
 from modelpack.errors import FormatError, SchemaError
 
 COLS = ColumnSchema((ColSpec("age", "long"), ColSpec("score", "double"), ColSpec("name", "string")))

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor  # noqa: E402
 
 import modelpack  # noqa: E402
-from modelpack._schema import Columns  # noqa: E402
 from modelpack.errors import FormatError, InvalidArgument, SchemaError  # noqa: E402
+from modelpack.flavor import Columns  # noqa: E402
 from modelpack.flavors import onnx as flavor  # noqa: E402
 
 W = np.arange(12, dtype=np.float32).reshape(4, 3) / 10

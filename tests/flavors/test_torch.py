@@ -15,8 +15,8 @@ from tolerances import CUDA_FLOAT32, FLOAT32
 torch = pytest.importorskip("torch")
 
 import modelpack  # noqa: E402
-from modelpack._schema import Columns  # noqa: E402
 from modelpack.errors import FormatError, InvalidArgument, SchemaError  # noqa: E402
+from modelpack.flavor import Columns  # noqa: E402
 from modelpack.flavors import torch as flavor  # noqa: E402
 
 

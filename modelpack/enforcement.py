@@ -1,7 +1,10 @@
-"""Enforcing and inferring signatures on real data (numpy; pandas and pyarrow only if given).
+"""Enforcing signatures on real data (numpy; pandas and pyarrow only if given).
 
-Enforcement is compiled once per loaded package (``InputPlan``), so the predict hot path does a
-few type checks and, when the data already has the right dtype and shape, no copy at all.
+Enforcement is compiled once per loaded package (``ColumnPlan``, ``TensorPlan``, ``ParamPlan``),
+so the predict hot path does a few type checks and, when the data already has the right dtype
+and shape, no copy at all. ``Columns``, what a column plan hands a flavor, is part of the flavor
+contract (``modelpack.flavor`` exports it). Inferring a signature from examples is in
+``modelpack.inference``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import numpy as np
 
 from modelpack.errors import SchemaError
 from modelpack.signature import (
-    ColSpec,
     ColumnSchema,
     ParamSpec,
     Schema,
@@ -86,7 +88,7 @@ def describe_dtype(dtype: np.dtype) -> str:
     return dtype.name
 
 
-def _describe_value(value: Any) -> str:
+def describe_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool | np.bool_):
@@ -185,7 +187,7 @@ def cast(values: np.ndarray, target: np.dtype, label: str, type_name: str) -> np
         for i, v in enumerate(flat):
             if not isinstance(v, want) and v is not None:
                 raise SchemaError(
-                    f"{label}: expected {type_name}, got {_describe_value(v)} at row {i} "
+                    f"{label}: expected {type_name}, got {describe_value(v)} at row {i} "
                     f"({_short(v)}).",
                     label_field(label),
                 )
@@ -273,7 +275,7 @@ def _objects_to_numeric(
             is_int = False
             continue
         raise SchemaError(
-            f"{label}: expected {type_name}, got {_describe_value(v)} at row {i} ({_short(v)}).",
+            f"{label}: expected {type_name}, got {describe_value(v)} at row {i} ({_short(v)}).",
             label_field(label),
         )
     out = out.reshape(values.shape)  # type: ignore[assignment]
@@ -300,21 +302,21 @@ def _to_datetime64(v: Any) -> np.datetime64:
         if isinstance(v, _dt.datetime) and v.tzinfo is not None:
             v = v.astimezone(_dt.UTC).replace(tzinfo=None)
         return np.datetime64(v, "ns")
-    raise TypeError(f"got {_describe_value(v)} ({_short(v)})")
+    raise TypeError(f"got {describe_value(v)} ({_short(v)})")
 
 
 # ---------------------------------------------------------------------------- input kinds
 
 
-def _is_frame(data: Any) -> bool:
+def is_frame(data: Any) -> bool:
     return type(data).__module__.startswith("pandas") and hasattr(data, "columns")
 
 
-def _is_arrow_table(data: Any) -> bool:
+def is_arrow_table(data: Any) -> bool:
     return type(data).__module__.startswith("pyarrow") and hasattr(data, "column_names")
 
 
-def _column_array(values: Any) -> np.ndarray:
+def column_array(values: Any) -> np.ndarray:
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         if type(values).__module__.startswith("pyarrow"):
             return values.to_numpy(zero_copy_only=False)
@@ -346,12 +348,12 @@ def _column_array(values: Any) -> np.ndarray:
     return arr
 
 
-def _raw_columns(data: Any, names: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+def raw_columns(data: Any, names: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """Split any accepted input into (column -> values, all column names present)."""
-    if _is_frame(data):
+    if is_frame(data):
         present = [str(c) for c in data.columns]
         return {c: data[c] for c in names if c in data.columns}, present
-    if _is_arrow_table(data):
+    if is_arrow_table(data):
         present = list(data.column_names)
         return {c: data.column(c) for c in names if c in present}, present
     if isinstance(data, Mapping):
@@ -414,7 +416,7 @@ class ColumnPlan:
         self.dtypes = [COLUMN_DTYPES[c.type] for c in schema.columns]
 
     def __call__(self, data: Any) -> Columns:
-        raw, present = _raw_columns(data, self.names)
+        raw, present = raw_columns(data, self.names)
         missing = [s for s in self.specs if s.required and s.name not in raw]
         if missing:
             expected = ", ".join(f"{s.name} ({s.type})" for s in self.specs)
@@ -432,7 +434,7 @@ class ColumnPlan:
         for spec, dtype in zip(self.specs, self.dtypes, strict=True):
             if spec.name not in raw:
                 continue
-            values = _column_array(raw[spec.name])
+            values = column_array(raw[spec.name])
             if values.ndim != 1:
                 raise SchemaError(
                     f"Column {spec.name!r}: expected one value per row, got shape {values.shape}.",
@@ -463,10 +465,10 @@ class ColumnPlan:
 def _tensor_array(data: Any, spec: TensorSpec, label: str) -> np.ndarray:
     if isinstance(data, np.ndarray):
         return data
-    if _is_frame(data):
+    if is_frame(data):
         return data.to_numpy()
-    if _is_arrow_table(data):
-        return np.stack([_column_array(data.column(c)) for c in data.column_names], axis=1)
+    if is_arrow_table(data):
+        return np.stack([column_array(data.column(c)) for c in data.column_names], axis=1)
     if hasattr(data, "numpy") and type(data).__module__.startswith("torch"):
         return data.detach().cpu().numpy()
     if isinstance(data, list | tuple):
@@ -583,7 +585,7 @@ def n_rows(data: Any) -> int:
     if isinstance(data, Mapping):
         first = next(iter(data.values()), None)
         return n_rows(first) if first is not None else 0
-    if _is_frame(data):
+    if is_frame(data):
         return len(data)
     return -1
 
@@ -677,7 +679,7 @@ def _cast_param(spec: ParamSpec, value: Any) -> Any:
         value = value.item()
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
         raise SchemaError(
-            f"Param {spec.name!r}: expected {spec.type}, got {_describe_value(value)} "
+            f"Param {spec.name!r}: expected {spec.type}, got {describe_value(value)} "
             f"({_short(value)}).",
             spec.name,
         )
@@ -685,120 +687,6 @@ def _cast_param(spec: ParamSpec, value: Any) -> Any:
         number: Any = value  # an int or a float, checked above
         return float(number)
     return value
-
-
-# ---------------------------------------------------------------------------- inference
-
-
-def _infer_column_type(name: str, values: np.ndarray) -> str:
-    if values.dtype.kind != "O":
-        t = describe_dtype(values.dtype)
-        if t in ("boolean", "integer", "long", "float", "double", "string", "binary", "datetime"):
-            return t
-        raise SchemaError(f"Column {name!r}: cannot infer a type from dtype {values.dtype}.", name)
-    kinds = {_describe_value(v) for v in values if v is not None and v == v}
-    if not kinds:
-        raise SchemaError(
-            f"Column {name!r}: every value in the example is missing, so its type cannot be "
-            f"inferred. Give an example with values, or pass signature= explicitly.",
-            name,
-        )
-    if kinds <= {"long"}:
-        return "long"
-    if kinds <= {"long", "double"}:
-        return "double"
-    if len(kinds) == 1 and next(iter(kinds)) in ("boolean", "string", "binary"):
-        return next(iter(kinds))
-    if kinds <= {"datetime", "Timestamp", "date"}:
-        return "datetime"
-    raise SchemaError(
-        f"Column {name!r}: cannot infer one type from values of types "
-        f"{', '.join(sorted(kinds))}. Give an example with one type per column, or pass "
-        f"signature= explicitly.",
-        name,
-    )
-
-
-def _infer_tensor(name: str | None, arr: np.ndarray) -> TensorSpec:
-    if arr.dtype.kind == "O" or arr.dtype.kind == "U":
-        dtype = "str"
-    elif arr.dtype.kind == "M":
-        raise SchemaError("Datetime tensors are not supported; use a column signature.")
-    else:
-        dtype = arr.dtype.name
-    shape = (-1, *arr.shape[1:]) if arr.ndim else (-1,)
-    return TensorSpec(dtype=dtype, shape=shape, name=name)
-
-
-def infer_schema(data: Any) -> Schema:
-    """Infer a column or tensor schema from an example of data."""
-    if _is_frame(data) or _is_arrow_table(data):
-        names = [str(c) for c in (data.columns if _is_frame(data) else data.column_names)]
-        raw, _ = _raw_columns(data, names)
-        return ColumnSchema(
-            tuple(ColSpec(n, _infer_column_type(n, _column_array(raw[n]))) for n in names)
-        )
-    if type(data).__module__.startswith("pandas"):  # a Series
-        return TensorSchema((_infer_tensor(None, data.to_numpy()),))
-    if hasattr(data, "numpy") and type(data).__module__.startswith("torch"):
-        return TensorSchema((_infer_tensor(None, data.detach().cpu().numpy()),))
-    if isinstance(data, np.ndarray):
-        return TensorSchema((_infer_tensor(None, data),))
-    if isinstance(data, Mapping):
-        if not data:
-            raise SchemaError("Cannot infer a schema from an empty dict.")
-        arrays = {
-            str(k): _column_array(v) if not isinstance(v, np.ndarray) else v
-            for k, v in data.items()
-        }
-        lengths = {len(a) if a.ndim else 1 for a in arrays.values()}
-        if all(a.ndim == 1 for a in arrays.values()) and len(lengths) == 1:
-            return ColumnSchema(
-                tuple(ColSpec(n, _infer_column_type(n, a)) for n, a in arrays.items())
-            )
-        return TensorSchema(tuple(_infer_tensor(n, np.asarray(a)) for n, a in arrays.items()))
-    if isinstance(data, list | tuple):
-        if not data:
-            raise SchemaError("Cannot infer a schema from an empty list.")
-        if isinstance(data[0], Mapping):
-            keys: list[str] = []
-            for row in data:
-                keys.extend(k for k in row if k not in keys)
-            raw, _ = _raw_columns(data, keys)
-            return ColumnSchema(
-                tuple(ColSpec(n, _infer_column_type(n, _column_array(raw[n]))) for n in keys)
-            )
-        return TensorSchema((_infer_tensor(None, np.asarray(data)),))
-    raise SchemaError(
-        f"Cannot infer a schema from {type(data).__name__}. Pass a DataFrame, numpy array, "
-        f"dict of arrays, list of records or rows, or pyarrow Table."
-    )
-
-
-def infer_params(params: Mapping[str, Any]) -> tuple[ParamSpec, ...]:
-    specs = []
-    for name, value in params.items():
-        v = value.item() if isinstance(value, np.generic) else value
-        if isinstance(v, bool):
-            t = "boolean"
-        elif isinstance(v, int):
-            t = "long"
-        elif isinstance(v, float):
-            t = "double"
-        elif isinstance(v, str):
-            t = "string"
-        elif isinstance(v, bytes):
-            t = "binary"
-        elif isinstance(v, _dt.datetime):
-            t = "datetime"
-        else:
-            raise SchemaError(
-                f"Param {name!r}: cannot infer a type from {type(v).__name__}; params are "
-                f"booleans, numbers, strings, bytes or datetimes.",
-                name,
-            )
-        specs.append(ParamSpec(name=name, type=t, default=v))
-    return tuple(specs)
 
 
 def signature_plans(sig: Signature | None) -> tuple[Any, ParamPlan]:
