@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from modelpack.cli.runs import add_store_options, print_json, store_errors
+from modelpack.cli.common import add_store_options, print_json, store_errors, usage
 
 
 def add_parsers(commands: Any) -> None:
     db = commands.add_parser("db", help="upgrade or inspect the tracking store's schema")
-    db.set_defaults(handler=lambda _args: _usage(db))
+    db.set_defaults(handler=lambda _args: usage(db))
     sub = db.add_subparsers(dest="db_command", metavar="COMMAND")
     for name, handler, text in (
         ("upgrade", cmd_upgrade, "migrate the schema to the newest revision"),
@@ -22,11 +22,6 @@ def add_parsers(commands: Any) -> None:
         )
         add_store_options(parser, artifact_root=False)
         parser.set_defaults(handler=handler)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _open(args: argparse.Namespace, create: bool) -> Any:

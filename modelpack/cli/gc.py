@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from modelpack.cli.runs import add_store_options, open_client, print_json, store_errors
+from modelpack.cli.common import add_store_options, open_client, print_json, store_errors
 
 
 def add_parsers(commands: Any) -> None:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from modelpack.cli.runs import (
+from modelpack.cli.common import (
     add_store_options,
     open_client,
     pairs,
@@ -14,13 +14,14 @@ from modelpack.cli.runs import (
     print_json,
     store_errors,
     table,
+    usage,
     when,
 )
 
 
 def add_parsers(commands: Any) -> None:
     models = commands.add_parser("models", help="registered models: versions, stages, aliases")
-    models.set_defaults(handler=lambda _args: _usage(models))
+    models.set_defaults(handler=lambda _args: usage(models))
     sub = models.add_subparsers(dest="models_command", metavar="COMMAND")
 
     ls = sub.add_parser("list", help="registered models")
@@ -87,11 +88,6 @@ def add_parsers(commands: Any) -> None:
     )
     add_store_options(delete)
     delete.set_defaults(handler=cmd_delete)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _quoted(text: str) -> str:

@@ -9,10 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelpack.cli.runs import add_store_options, resolve_package, store_errors
+from modelpack.cli.common import URI_HELP, add_store_options, resolve_package, store_errors
 from modelpack.errors import IntegrityError
-
-URI_HELP = "package path or URI (runs:/..., models:/Name/1, models:/Name@alias, s3://...)"
 
 
 def add_parsers(commands: Any) -> None:

@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from modelpack.cli.package import URI_HELP
-from modelpack.cli.runs import add_store_options, resolve_package, store_errors
+from modelpack.cli.common import URI_HELP, add_store_options, resolve_package, store_errors
 
 
 def add_parsers(commands: Any) -> None:

@@ -7,8 +7,7 @@ import errno
 import socket
 from typing import Any
 
-from modelpack.cli.package import URI_HELP
-from modelpack.cli.runs import add_store_options, open_client, store_errors
+from modelpack.cli.common import URI_HELP, add_store_options, open_client, store_errors
 from modelpack.errors import InvalidArgument, MissingDependency
 
 SERVE_MODULES = ("starlette", "uvicorn", "orjson", "prometheus_client")
