@@ -7,6 +7,7 @@ milliseconds, which is what filters and metric timestamps use.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -54,6 +55,11 @@ def canonical_stage(stage: str | None) -> str:
 
 def to_ms(when: _dt.datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    """Now, in milliseconds since the epoch (how the store keeps every time)."""
+    return int(time.time() * 1000)
 
 
 def at_ms(ms: int) -> _dt.datetime:

@@ -11,10 +11,17 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 
-from modelpack.entities import STAGES, HistoryRecord, ModelVersion, RegisteredModel, canonical_stage
+from modelpack.entities import (
+    STAGES,
+    HistoryRecord,
+    ModelVersion,
+    RegisteredModel,
+    canonical_stage,
+    now_ms,
+)
 from modelpack.entities import at_ms as _at_ms
 from modelpack.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from modelpack.store import _validate
+from modelpack.store import _search, _validate
 from modelpack.store import schema as t
 
 MODEL_ATTRIBUTES: Mapping[str, type] = {"name": str}
@@ -58,10 +65,6 @@ def alias_name(alias: Any) -> str:
             f"ambiguous in models:/ URIs."
         )
     return str(alias)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class RegistryMixin:
@@ -281,18 +284,15 @@ class RegistryMixin:
         page_token: str | None = None,
     ) -> tuple[list[RegisteredModel], str | None]:
         from modelpack.store._filter import parse_filter
-        from modelpack.store._search import compile_node, parse_order
-        from modelpack.store.sql import decode_token, encode_token
 
-        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
-            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
+        max_results = _search.check_max_results(max_results)
         rm = t.registered_models
         query = sa.select(rm)
         node = parse_filter(filter_string or "", attributes=MODEL_ATTRIBUTES, kinds=_REGISTRY_KINDS)
         if node is not None:
             tag = t.registered_model_tags
             query = query.where(
-                compile_node(
+                _search.compile_node(
                     node,
                     {"name": rm.c.name},
                     lambda kind: self._kv(kind, tag, tag.c.model == rm.c.id),
@@ -300,17 +300,20 @@ class RegistryMixin:
             )
         clauses = []
         for item in order_by or ():
-            _, key, ascending = parse_order(
+            _, key, ascending = _search.parse_order(
                 item, {"name": str, "creation_time": int, "last_updated_time": int}
             )
             clauses.append(rm.c[key].asc() if ascending else rm.c[key].desc())
-        offset = decode_token(page_token)
+        offset = _search.decode_token(page_token)
         with self._connect() as conn:
-            rows = conn.execute(
-                query.order_by(*clauses, rm.c.name).limit(max_results + 1).offset(offset)
-            ).all()
-            models = [self._registered_model(conn, r) for r in rows[:max_results]]
-        return models, encode_token(offset + max_results) if len(rows) > max_results else None
+            rows, token = _search.page(
+                conn.execute(
+                    query.order_by(*clauses, rm.c.name).limit(max_results + 1).offset(offset)
+                ).all(),
+                offset,
+                max_results,
+            )
+            return [self._registered_model(conn, r) for r in rows], token
 
     @staticmethod
     def _kv(kind: str, table: Any, joined: Any) -> tuple[Any, Any]:
@@ -498,11 +501,8 @@ class RegistryMixin:
         page_token: str | None = None,
     ) -> tuple[list[ModelVersion], str | None]:
         from modelpack.store._filter import parse_filter
-        from modelpack.store._search import compile_node, parse_order
-        from modelpack.store.sql import decode_token, encode_token
 
-        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
-            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
+        max_results = _search.check_max_results(max_results)
         mv, rm = t.model_versions, t.registered_models
         query = sa.select(mv, rm.c.name).join(rm, rm.c.id == mv.c.model)
         node = parse_filter(
@@ -523,23 +523,27 @@ class RegistryMixin:
             tag = t.model_version_tags
             joined = sa.and_(tag.c.model == mv.c.model, tag.c.version == mv.c.version)
             query = query.where(
-                compile_node(node, columns, lambda kind: self._kv(kind, tag, joined))
+                _search.compile_node(node, columns, lambda kind: self._kv(kind, tag, joined))
             )
         clauses = []
         for item in order_by or ():
-            _, key, ascending = parse_order(item, {**VERSION_ATTRIBUTES, "creation_time": int})
+            _, key, ascending = _search.parse_order(
+                item, {**VERSION_ATTRIBUTES, "creation_time": int}
+            )
             column = columns.get(key, mv.c.creation_time)
             clauses.append(column.asc() if ascending else column.desc())
-        offset = decode_token(page_token)
+        offset = _search.decode_token(page_token)
         with self._connect() as conn:
-            rows = conn.execute(
-                query.order_by(*clauses, rm.c.name, mv.c.version.desc())
-                .limit(max_results + 1)
-                .offset(offset)
-            ).all()
-            page = rows[:max_results]
-            versions = self._versions(conn, page, {r.model: r.name for r in page})
-        return versions, encode_token(offset + max_results) if len(rows) > max_results else None
+            rows, token = _search.page(
+                conn.execute(
+                    query.order_by(*clauses, rm.c.name, mv.c.version.desc())
+                    .limit(max_results + 1)
+                    .offset(offset)
+                ).all(),
+                offset,
+                max_results,
+            )
+            return self._versions(conn, rows, {r.model: r.name for r in rows}), token
 
     def _latest_rows(self, conn: sa.Connection, rm: Any, stages: Sequence[str] | None) -> list:
         mv = t.model_versions

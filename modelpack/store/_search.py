@@ -1,7 +1,10 @@
-"""Search filters and orderings, compiled to SQL (the parser is ``_filter.py``)."""
+"""Search filters and orderings, compiled to SQL (the parser is ``_filter.py``), and paging:
+one guard for ``max_results`` and one page-token format for every search."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +30,39 @@ _RUN_COLUMN_NAMES = {"created": "start_time"}
 _KV_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 KeyValue = Callable[[str], tuple[Any, Any]]  # kind -> (table, condition joining it to the row)
+# MLflow's servers are "guaranteed to support" 50,000 results a page: so is every search here.
+MAX_RESULTS = 50_000
+
+
+def check_max_results(max_results: Any) -> int:
+    if not isinstance(max_results, int) or not 0 < max_results <= MAX_RESULTS:
+        raise InvalidArgument(
+            f"max_results must be between 1 and {MAX_RESULTS}, got {max_results!r}."
+        )
+    return max_results
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    """The offset a page token stands for (0 for the first page)."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise InvalidArgument(f"Invalid page_token {token!r}: pass the token a search returned.")
+
+
+def page(rows: Sequence[Any], offset: int, max_results: int) -> tuple[Sequence[Any], str | None]:
+    """The rows of this page, and the next page's token (rows holds up to max_results + 1)."""
+    more = len(rows) > max_results
+    return rows[:max_results], encode_token(offset + max_results) if more else None
 
 
 def _apply(column: Any, op: str, value: Any) -> Any:

@@ -7,9 +7,7 @@ it is behind.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,16 +24,16 @@ from modelpack.entities import (
     RunStatus,
     at_ms,
     from_ms,
+    now_ms,
 )
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
-from modelpack.store import _engine, _validate
+from modelpack.store import _engine, _search, _validate
 from modelpack.store import schema as t
 from modelpack.store._registry import RegistryMixin
 
 __all__ = ["SqlStore", "ViewType"]
 
 T = TypeVar("T")
-DEFAULT_EXPERIMENT = "Default"
 ACTIVE, DELETED = "active", "deleted"
 
 
@@ -67,26 +65,6 @@ class ViewType:
     ACTIVE_ONLY = "ACTIVE_ONLY"
     DELETED_ONLY = "DELETED_ONLY"
     ALL = "ALL"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def decode_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-        if isinstance(offset, int) and offset >= 0:
-            return offset
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise InvalidArgument(f"Invalid page_token {token!r}: pass the token a search returned.")
 
 
 class SqlStore(RegistryMixin):
@@ -549,11 +527,8 @@ class SqlStore(RegistryMixin):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> tuple[list[Run], str | None]:
-        from modelpack.store import _search
-
-        if not isinstance(max_results, int) or not 0 < max_results <= 50_000:
-            raise InvalidArgument(f"max_results must be between 1 and 50000, got {max_results!r}.")
-        offset = decode_token(page_token)
+        max_results = _search.check_max_results(max_results)
+        offset = _search.decode_token(page_token)
         query = sa.select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
         if run_view_type == ViewType.ACTIVE_ONLY:
             query = query.where(t.runs.c.lifecycle_stage == ACTIVE)
@@ -568,7 +543,7 @@ class SqlStore(RegistryMixin):
             query = query.where(condition)
         query = _search.order_runs(query, order_by)
         with self._connect() as conn:
-            rows = conn.execute(query.limit(max_results + 1).offset(offset)).all()
-            runs = self._runs(conn, rows[:max_results])
-        token = encode_token(offset + max_results) if len(rows) > max_results else None
-        return runs, token
+            rows, token = _search.page(
+                conn.execute(query.limit(max_results + 1).offset(offset)).all(), offset, max_results
+            )
+            return self._runs(conn, rows), token
