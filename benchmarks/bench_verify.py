@@ -131,7 +131,7 @@ def registered(path: Path, work: Path, runs: int) -> dict:
     """``models:/Forest/1`` in process: file verification and the recorded-manifest check."""
     import modelpack
     import modelpack.package as package
-    from modelpack import _resolve
+    from modelpack import resolution
 
     client = modelpack.Client(
         f"sqlite:///{work / 'store' / 'modelpack.db'}", artifact_root=str(work / "artifacts")
@@ -141,7 +141,7 @@ def registered(path: Path, work: Path, runs: int) -> dict:
     client.register_model(str(path), "Forest")
     uri = "models:/Forest/1"
     modelpack.load(uri)
-    root, recorded = _resolve.resolve_recorded(client, uri)
+    root, recorded = resolution.resolve_recorded(uri, client)
     assert recorded is not None
     real = package.verify_files
     spent: list[float] = []
@@ -166,7 +166,7 @@ def registered(path: Path, work: Path, runs: int) -> dict:
         package.verify_files = real
         times["verify_files"].append(spent[-1])
         t0 = time.perf_counter()
-        _resolve.check_recorded_manifest(root, recorded)
+        resolution.check_recorded_manifest(root, recorded)
         times["manifest check"].append(time.perf_counter() - t0)
     return {k: median(v) for k, v in times.items()}
 

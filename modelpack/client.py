@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpack import resolution, uris
 from modelpack.entities import (
     Experiment,
     HistoryRecord,
@@ -28,33 +29,13 @@ from modelpack.entities import (
     RunStatus,
 )
 from modelpack.errors import InvalidArgument, NotFound
+from modelpack.package import save
+from modelpack.store import default_artifact_root, default_tracking_uri, open_store
 
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
 
 __all__ = ["Client", "default_artifact_root", "default_tracking_uri"]
-
-DEFAULT_DIR = "modelpack-store"
-
-
-def default_tracking_uri() -> str:
-    """``MODELPACK_TRACKING_URI``, else the embedded SQLite store under ./modelpack-store."""
-    uri = os.environ.get("MODELPACK_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(DEFAULT_DIR, 'modelpack.db').absolute()}"
-
-
-def default_artifact_root(tracking_uri: str) -> str:
-    """``MODELPACK_ARTIFACT_ROOT``, else ``artifacts/`` beside an SQLite file (or in
-    ./modelpack-store for other databases)."""
-    root = os.environ.get("MODELPACK_ARTIFACT_ROOT")
-    if root:
-        return root if "://" in root else str(Path(root).absolute())
-    if tracking_uri.startswith("sqlite:///") and ":memory:" not in tracking_uri:
-        return str(Path(tracking_uri[len("sqlite:///") :]).absolute().parent / "artifacts")
-    return str(Path(DEFAULT_DIR, "artifacts").absolute())
-
 
 def current_user() -> str:
     user = os.environ.get("MODELPACK_USER")
@@ -94,20 +75,11 @@ class Client:
 
     @cached_property
     def store(self) -> SqlStore:
-        from modelpack.flavor import require
-
-        require("sqlalchemy", "tracking store", "store", "SQLAlchemy")
-        require("alembic", "tracking store", "store")
-        if self.tracking_uri.startswith(("postgresql", "postgres")):
-            require("psycopg", "tracking store", "store", "psycopg")
-        from modelpack.store.sql import SqlStore
-
-        return SqlStore.open(self.tracking_uri, self.artifact_root, self.create)
+        return open_store(self.tracking_uri, self.artifact_root, self.create)
 
     def __repr__(self) -> str:
-        from modelpack.artifacts import redact
-
-        return f"<Client {redact(self.tracking_uri)} artifacts={redact(self.artifact_root)}>"
+        tracking, artifacts = uris.redact(self.tracking_uri), uris.redact(self.artifact_root)
+        return f"<Client {tracking} artifacts={artifacts}>"
 
     # ------------------------------------------------------------------ experiments
 
@@ -297,19 +269,18 @@ class Client:
         **save_kwargs: Any,
     ) -> ModelInfo:
         """Save ``model`` as a package into the run's artifacts at ``name``."""
-        import modelpack
         from modelpack._paths import check_relative
 
         check_relative(name, "Model artifact path")
         self._writable(run_id)
         with tempfile.TemporaryDirectory(prefix="modelpack-log-") as tmp:
             local = Path(tmp) / "model"
-            manifest = modelpack.save(model, local, **save_kwargs)
+            manifest = save(model, local, **save_kwargs)
             self._artifacts(run_id).put_dir(local, name)
             self.store.record_logged_model(
                 run_id, name, manifest.model_id, manifest_sha256(local), manifest.flavor
             )
-        uri = f"runs:/{run_id}/{name}"
+        uri = uris.run_uri(run_id, name)
         version = self.register_model(uri, registered_model_name) if registered_model_name else None
         return ModelInfo(
             model_uri=uri,
@@ -321,9 +292,7 @@ class Client:
 
     def resolve(self, uri: str) -> Path:
         """The local directory of the package ``uri`` names (remote ones via the cache)."""
-        from modelpack import _resolve
-
-        return _resolve.resolve(self, uri)
+        return resolution.resolve(uri, self)
 
     # ------------------------------------------------------------------ registry
 
@@ -335,7 +304,6 @@ class Client:
         description: str | None = None,
     ) -> ModelVersion:
         """Copy the package at ``model_uri`` into registry storage and make it a new version."""
-        from modelpack import _resolve
         from modelpack._integrity import verify_files
         from modelpack.artifacts import artifact_store
         from modelpack.manifest import (
@@ -347,7 +315,7 @@ class Client:
         from modelpack.store._validate import name as check_name
 
         check_name(name, "Registered model name")
-        source, recorded = _resolve.resolve_recorded(self, model_uri)
+        source, recorded = resolution.resolve_recorded(model_uri, self)
         # The hash recorded is that of the very bytes checked and parsed here: a manifest
         # swapped in after this check hashes differently, and no load of the version accepts it.
         data = read_manifest_bytes(source)
@@ -359,10 +327,11 @@ class Client:
         verify_files(source, manifest.files)
         relative = f"registry/{uuid.uuid4().hex}"
         root = artifact_store(self.artifact_root)
+        parsed = uris.parse(model_uri)
         run_id = (
-            model_uri.split("/")[1]
-            if model_uri.startswith("runs:/")
-            else ((manifest.source or {}).get("run_id"))
+            parsed.run_id
+            if isinstance(parsed, uris.RunURI)
+            else (manifest.source or {}).get("run_id")
         )
         try:
             root.put_dir(source, relative)

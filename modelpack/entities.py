@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from modelpack.errors import InvalidArgument
+from modelpack.uris import STAGES, model_uri
+
 __all__ = [
     "STAGES",
     "Experiment",
@@ -30,7 +33,6 @@ __all__ = [
     "to_ms",
 ]
 
-STAGES = ("None", "Staging", "Production", "Archived")
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
 
@@ -44,7 +46,6 @@ class RunStatus:
 
 def canonical_stage(stage: str | None) -> str:
     """``"production"`` -> ``"Production"``; raises ``InvalidArgument`` for an unknown stage."""
-    from modelpack.errors import InvalidArgument
 
     text = "None" if stage is None else str(stage)
     for name in STAGES:
@@ -154,7 +155,7 @@ class ModelVersion(_Dict):
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+        return model_uri(self.name, self.version)
 
 
 @dataclass(frozen=True)

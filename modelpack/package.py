@@ -36,8 +36,8 @@ from modelpack.manifest import (
     write_file,
     write_manifest,
 )
+from modelpack.resolution import resolve
 from modelpack.signature import Signature
-from modelpack.uris import resolve
 
 __all__ = ["Package", "load", "save", "verify"]
 

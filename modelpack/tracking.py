@@ -95,7 +95,7 @@ def set_tracking_uri(uri: str) -> None:
 
 
 def get_tracking_uri() -> str:
-    from modelpack.client import default_tracking_uri
+    from modelpack.store import default_tracking_uri
 
     return default_tracking_uri()
 

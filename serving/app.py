@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelpack import uris
 from modelpack._version import __version__
 from modelpack.errors import ModelpackError
 from modelpack.serving import codecs
@@ -41,8 +42,11 @@ def public_uri(uri: str) -> str:
     """The URI as clients may see it: a registry or run URI as given, a location (a path, a
     file:// or s3:// URI) by its last component only, so that answers never tell a client how
     the server's disks or buckets are laid out."""
-    if uri.startswith(("models:/", "runs:/")):
-        return uri
+    try:
+        if isinstance(uris.parse(uri), uris.ModelURI | uris.RunURI):
+            return uri
+    except ModelpackError:
+        pass
     return uri.rstrip("/").rpartition("/")[2] or uri
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import modelpack
+from modelpack import resolution, uris
 from modelpack.serving.batching import Batcher
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.metrics import Metrics
@@ -39,14 +40,6 @@ class Loaded:
     loaded_at: dt.datetime
 
 
-def _is_moving(uri: str) -> bool:
-    """True for URIs whose target can change (a stage, an alias, latest)."""
-    if not uri.startswith("models:/"):
-        return False
-    rest = uri[len("models:/") :]
-    return "@" in rest or not rest.rstrip("/").rsplit("/", 1)[-1].isdigit()
-
-
 def _smoke_test(pack: modelpack.Package) -> None:
     example = pack.input_example()
     if example is not None:
@@ -58,6 +51,7 @@ class Deployment:
 
     def __init__(self, uri: str, options: ServeOptions, metrics: Metrics) -> None:
         self.uri = uri
+        self.target = uris.parse(uri)
         self.options = options
         self.metrics = metrics
         self.current: Loaded | None = None
@@ -72,7 +66,7 @@ class Deployment:
 
     @property
     def moving(self) -> bool:
-        return _is_moving(self.uri)
+        return isinstance(self.target, uris.ModelURI) and self.target.moving
 
     # ------------------------------------------------------------------ loading
 
@@ -85,18 +79,12 @@ class Deployment:
 
     def _target(self) -> Any:
         """The ModelVersion the URI names now (registry URIs only)."""
-        from modelpack._resolve import model_version_for
-
-        return model_version_for(self._client_for(), self.uri)
+        assert isinstance(self.target, uris.ModelURI)
+        return resolution.model_version(self._client_for(), self.target)
 
     def _load(self, version: Any | None) -> tuple[modelpack.Package, float]:
         started = time.perf_counter()
-        if version is not None:
-            path = self._client_for().resolve(f"models:/{version.name}/{version.version}")
-        elif self.uri.startswith(("runs:/", "s3://")):
-            path = self._client_for().resolve(self.uri)
-        else:
-            path = self.uri
+        path = resolution.resolve(version or self.uri, self._client_for())
         pack = modelpack.load(path, flavor=self.options.flavor)
         _smoke_test(pack)
         return pack, time.perf_counter() - started
@@ -136,7 +124,7 @@ class Deployment:
         loop = asyncio.get_running_loop()
         version = (
             await loop.run_in_executor(self._loader, self._target)
-            if self.uri.startswith("models:/")
+            if isinstance(self.target, uris.ModelURI)
             else None
         )
         pack, seconds = await loop.run_in_executor(self._loader, self._load, version)

@@ -63,7 +63,7 @@ def open_client(args: argparse.Namespace, create: bool = False) -> Any:
 def resolve_package(args: argparse.Namespace) -> Any:
     """The local folder of ``args.uri`` (a path, or a runs:/, models:/ or s3:// URI read
     from the store the command's --tracking-uri and --artifact-root name)."""
-    from modelpack.uris import resolve
+    from modelpack.resolution import resolve
 
     return resolve(args.uri, open_client(args))
 
@@ -80,8 +80,8 @@ def store_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[..., 
             if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
                 raise
             from modelpack.artifacts import redact
-            from modelpack.client import default_tracking_uri
             from modelpack.errors import ModelpackError
+            from modelpack.store import default_tracking_uri
 
             uri = args.tracking_uri or default_tracking_uri()
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -30,9 +30,8 @@ def _open(args: argparse.Namespace, create: bool) -> Any:
 
     import sqlalchemy as sa
 
-    from modelpack.client import default_tracking_uri
     from modelpack.errors import NotFound
-    from modelpack.store import _engine
+    from modelpack.store import _engine, default_tracking_uri
 
     uri = args.uri or args.tracking_uri or default_tracking_uri()
     args.tracking_uri = uri  # the store that store_errors names if the driver fails

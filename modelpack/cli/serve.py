@@ -86,14 +86,10 @@ def _check_model(args: argparse.Namespace) -> None:
     stage, alias or run, a folder that is no package, or a flavor it does not store."""
     from modelpack.manifest import read_manifest
     from modelpack.package import stored_flavor
-    from modelpack.uris import resolve
+    from modelpack.resolution import resolve
 
-    client = open_client(args)
-    if args.uri.startswith("models:/"):
-        from modelpack._resolve import model_version_for
-
-        model_version_for(client, args.uri)  # NotFound names what the registry has
-    stored_flavor(read_manifest(resolve(args.uri, client)), args.flavor)
+    # NotFound names what the registry or the run has.
+    stored_flavor(read_manifest(resolve(args.uri, open_client(args))), args.flavor)
 
 
 def _check_port(host: str, number: int) -> None:

@@ -1,4 +1,62 @@
 """The tracking store: experiments, runs and the model registry, in SQL (SQLite or PostgreSQL).
 
-Imports SQLAlchemy; ``import modelpack`` does not import this package.
+This module says where the store is (``default_tracking_uri``, ``default_artifact_root``) and
+opens it (``open_store``); the SQL itself (``sql.py``, ``_registry.py``) imports SQLAlchemy, so
+it is imported only when a store is opened, never by ``import modelpack``.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelpack.store.sql import SqlStore
+
+__all__ = ["DEFAULT_DIR", "default_artifact_root", "default_tracking_uri", "open_store"]
+
+DEFAULT_DIR = "modelpack-store"
+
+
+def default_tracking_uri() -> str:
+    """``MODELPACK_TRACKING_URI``, else the embedded SQLite store under ./modelpack-store."""
+    uri = os.environ.get("MODELPACK_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path(DEFAULT_DIR, 'modelpack.db').absolute()}"
+
+
+def default_artifact_root(tracking_uri: str) -> str:
+    """``MODELPACK_ARTIFACT_ROOT``, else ``artifacts/`` beside an SQLite file (or in
+    ./modelpack-store for other databases)."""
+    root = os.environ.get("MODELPACK_ARTIFACT_ROOT")
+    if root:
+        return root if "://" in root else str(Path(root).absolute())
+    if tracking_uri.startswith("sqlite:///") and ":memory:" not in tracking_uri:
+        return str(Path(tracking_uri[len("sqlite:///") :]).absolute().parent / "artifacts")
+    return str(Path(DEFAULT_DIR, "artifacts").absolute())
+
+
+def open_store(
+    tracking_uri: str | None = None, artifact_root: str | None = None, create: bool = True
+) -> SqlStore:
+    """The store at ``tracking_uri`` (default: ``default_tracking_uri()``).
+
+    Args:
+        create: make the store if there is none; when False, a store that does not exist
+            raises ``NotFound`` naming it (readers never create one).
+
+    Raises:
+        MissingDependency: the ``store`` extras are not installed.
+    """
+    from modelpack.flavor import require
+
+    uri = tracking_uri or default_tracking_uri()
+    require("sqlalchemy", "tracking store", "store", "SQLAlchemy")
+    require("alembic", "tracking store", "store")
+    if uri.startswith(("postgresql", "postgres")):
+        require("psycopg", "tracking store", "store", "psycopg")
+    from modelpack.store.sql import SqlStore
+
+    return SqlStore.open(uri, artifact_root or default_artifact_root(uri), create)

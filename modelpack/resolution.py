@@ -1,4 +1,4 @@
-"""Turning ``runs:/``, ``models:/`` and ``s3://`` URIs into local package directories.
+"""Turning model URIs and registered versions into local package directories.
 
 Packages in a local artifact root are used where they lie. Remote ones are downloaded into the
 content-addressed cache (``~/.cache/modelpack/packages/<model_id>-<manifest sha>``, private:
@@ -7,55 +7,72 @@ content-addressed cache (``~/.cache/modelpack/packages/<model_id>-<manifest sha>
 Neither place is trusted: a registered version's or logged model's manifest must hash to what
 the store recorded for it, checked on every resolution, cache hit or not; the manifest's own
 hashes then cover every other file, which every load verifies.
+
+Store URIs are read from a ``source``: anything with a ``store`` (a ``modelpack.Client``), by
+default the ``MODELPACK_TRACKING_URI`` store, which must exist (resolving never creates one).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import stat
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from modelpack.errors import FormatError, IntegrityError, InvalidArgument, ModelpackError
-from modelpack.manifest import check_model_id, check_recorded, check_sha256, read_manifest_bytes
+from modelpack import uris
+from modelpack._integrity import verify_files
+from modelpack.entities import ModelVersion
+from modelpack.errors import FormatError, IntegrityError, ModelpackError
+from modelpack.manifest import (
+    MANIFEST_NAME,
+    check_model_id,
+    check_recorded,
+    check_sha256,
+    read_manifest,
+    read_manifest_bytes,
+)
 
-if TYPE_CHECKING:
-    from modelpack.client import Client
-
-_MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/]+))/?$")
-_RUNS = re.compile(r"^runs:/(?P<run_id>[0-9A-Za-z_-]+)/(?P<path>.+?)/?$")
+__all__ = ["Recorded", "cache_root", "model_version", "resolve", "resolve_recorded"]
 
 
-def model_version_for(client: Client, uri: str) -> Any:
-    """The ``ModelVersion`` a ``models:/`` URI names."""
-    from modelpack.entities import STAGES
+class Source(Protocol):
+    """Where store URIs are read from: a ``modelpack.Client``, or anything with a ``store``."""
 
-    m = _MODELS.match(uri)
-    if not m:
-        raise InvalidArgument(
-            f"Malformed model URI {uri!r}. Use models:/<name>/<version>, models:/<name>/<stage>,"
-            f" models:/<name>@<alias> or models:/<name>/latest."
-        )
-    name, ref, alias = m["name"], m["ref"], m["alias"]
-    store = client.store
-    if alias is not None:
-        return store.get_model_version_by_alias(name, alias)
-    assert ref is not None
-    if ref.isdigit():
-        return store.get_model_version(name, int(ref))
-    if ref.lower() == "latest":
-        return store.get_newest_version(name)
-    if ref.lower() in (s.lower() for s in STAGES):
-        return store.get_version_in_stage(name, ref)
-    raise InvalidArgument(
-        f"Model URI {uri!r}: {ref!r} is not a version number, a stage "
-        f"({', '.join(STAGES)}) or 'latest'; for an alias write models:/{name}@{ref}."
-    )
+    @property
+    def store(self) -> Any: ...
+
+
+class _DefaultSource:
+    """The default store, opened on first use and only for reading."""
+
+    @cached_property
+    def store(self) -> Any:
+        from modelpack.store import open_store
+
+        return open_store(create=False)
+
+
+Target = str | os.PathLike[str] | ModelVersion
+
+
+def model_version(source: Source, uri: str | uris.ModelURI) -> ModelVersion:
+    """The ``ModelVersion`` a ``models:/`` URI names now."""
+    parsed = uri if isinstance(uri, uris.ModelURI) else uris.parse(uri)
+    if not isinstance(parsed, uris.ModelURI):
+        raise TypeError(f"Expected a models:/ URI, got {uri!r}.")
+    store = source.store
+    if parsed.alias is not None:
+        return store.get_model_version_by_alias(parsed.name, parsed.alias)
+    if parsed.version is not None:
+        return store.get_model_version(parsed.name, parsed.version)
+    if parsed.stage is not None:
+        return store.get_version_in_stage(parsed.name, parsed.stage)
+    return store.get_newest_version(parsed.name)
 
 
 @dataclass(frozen=True)
@@ -68,47 +85,50 @@ class Recorded:
     by: str  # who recorded it, for messages
 
 
-def resolve(client: Client, uri: str) -> Path:
-    """The local directory of the package ``uri`` names, its manifest checked against the
-    hash its store recorded (registered versions and logged models)."""
-    return resolve_recorded(client, uri)[0]
+def resolve(target: Target, source: Source | None = None) -> Path:
+    """The local directory of the package ``target`` names (a path or URI, or a registered
+    ``ModelVersion``), its manifest checked against the hash its store recorded."""
+    return resolve_recorded(target, source)[0]
 
 
-def resolve_recorded(client: Client, uri: str) -> tuple[Path, Recorded | None]:
+def resolve_recorded(target: Target, source: Source | None = None) -> tuple[Path, Recorded | None]:
     """``resolve``, and the record the package was checked against (``None`` if it has none).
 
     Raises:
         IntegrityError: the manifest differs from the one the registry or the run recorded.
     """
-    from modelpack.uris import resolve_local
+    if isinstance(target, ModelVersion):
+        return _version(target)
+    parsed = uris.parse(target)
+    if isinstance(parsed, Path):
+        return parsed, None
+    if isinstance(parsed, uris.S3URI):
+        return _fetch(parsed.uri, "", None), None
+    source = source if source is not None else _DefaultSource()
+    if isinstance(parsed, uris.ModelURI):
+        return _version(model_version(source, parsed), str(parsed))
+    run = source.store.get_run(parsed.run_id)
+    logged = source.store.get_logged_model(run.info.run_id, parsed.path)
+    recorded = (
+        _recorded(
+            logged.manifest_sha256,
+            logged.model_id,
+            str(parsed),
+            "the tracking store (log_model)",
+            "logged model",
+        )
+        if logged
+        else None
+    )
+    return _fetch(run.info.artifact_uri, parsed.path, recorded), recorded
 
-    if uri.startswith("models:/"):
-        version = model_version_for(client, uri)
-        pinned = _recorded(
-            version.manifest_sha256, version.model_id, uri, "the registry", "registered version"
-        )
-        return _fetch(version.storage_location, "", pinned), pinned
-    if uri.startswith("runs:/"):
-        m = _RUNS.match(uri)
-        if not m:
-            raise InvalidArgument(f"Malformed run URI {uri!r}. Use runs:/<run_id>/<path>.")
-        run = client.get_run(m["run_id"])
-        logged = client.store.get_logged_model(run.info.run_id, m["path"])
-        recorded = (
-            _recorded(
-                logged.manifest_sha256,
-                logged.model_id,
-                uri,
-                "the tracking store (log_model)",
-                "logged model",
-            )
-            if logged
-            else None
-        )
-        return _fetch(run.info.artifact_uri, m["path"], recorded), recorded
-    if uri.startswith("s3://"):
-        return _fetch(uri, "", None), None
-    return resolve_local(uri), None
+
+def _version(version: ModelVersion, uri: str | None = None) -> tuple[Path, Recorded]:
+    what = uri or version.uri
+    pinned = _recorded(
+        version.manifest_sha256, version.model_id, what, "the registry", "registered version"
+    )
+    return _fetch(version.storage_location, "", pinned), pinned
 
 
 def _recorded(sha: Any, model_id: Any, uri: str, by: str, kind: str) -> Recorded:
@@ -119,7 +139,7 @@ def _recorded(sha: Any, model_id: Any, uri: str, by: str, kind: str) -> Recorded
     except FormatError as exc:
         raise IntegrityError(
             f"{exc.message} The store's record is damaged; register or log the model again.",
-            [("modelpack.yaml", "unrecorded")],
+            [(MANIFEST_NAME, "unrecorded")],
         ) from None
     return Recorded(sha, model_id, uri, by)
 
@@ -202,7 +222,7 @@ def _fetch(root_uri: str, path: str, recorded: Recorded | None) -> Path:
                 f"the package again.",
                 [(str(hit), "symlink")],
             )
-        if (hit / "modelpack.yaml").is_file():
+        if (hit / MANIFEST_NAME).is_file():
             try:
                 check_recorded_manifest(hit, recorded)
             except IntegrityError as exc:
@@ -215,22 +235,21 @@ def _fetch(root_uri: str, path: str, recorded: Recorded | None) -> Path:
     staging = cache / f".download-{uuid.uuid4().hex[:12]}"
     try:
         store.get_dir(path, staging)
-        import modelpack
-
         if recorded is not None:
             actual = check_recorded_manifest(staging, recorded)
         else:
             actual = hashlib.sha256(read_manifest_bytes(staging)).hexdigest()
-        manifest = modelpack.verify(staging)
+        manifest = read_manifest(staging)
+        verify_files(staging, manifest.files)
         target = cache / f"{manifest.model_id}-{actual[:16]}"
-        if (target / "modelpack.yaml").is_file():
+        if (target / MANIFEST_NAME).is_file():
             if recorded is not None:
                 check_recorded_manifest(target, recorded)
             return target
         try:
             os.rename(staging, target)
         except OSError:  # another process filled the same entry first
-            if not (target / "modelpack.yaml").is_file():
+            if not (target / MANIFEST_NAME).is_file():
                 raise
         return target
     finally:
