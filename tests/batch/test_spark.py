@@ -35,7 +35,7 @@ def _collect(df, column):
 
 @pytest.mark.parametrize("flavor", ["sklearn", "torch", "python"])
 def test_udf_on_columns_by_position(flavor, spark, frame_df, packages, batch_frame):
-    from modelpack.spark import spark_udf
+    from modelpack.batch.spark import spark_udf
 
     udf = spark_udf(spark, str(packages[flavor]))
     got = _collect(frame_df.withColumn("prediction", udf(*FEATURES)), "prediction")
@@ -47,7 +47,7 @@ def test_udf_on_columns_by_position(flavor, spark, frame_df, packages, batch_fra
 def test_udf_on_a_struct_by_name_with_several_outputs(spark, frame_df, packages, batch_frame):
     from pyspark.sql.functions import struct
 
-    from modelpack.spark import spark_udf
+    from modelpack.batch.spark import spark_udf
 
     udf = spark_udf(spark, packages["onnx"])
     assert udf.returnType.simpleString() == "struct<label:bigint,probabilities:array<float>>"
@@ -61,7 +61,7 @@ def test_udf_on_a_struct_by_name_with_several_outputs(spark, frame_df, packages,
 def test_struct_columns_are_matched_by_name_and_cast(spark, packages, batch_frame):
     from pyspark.sql.functions import col, struct
 
-    from modelpack.spark import spark_udf
+    from modelpack.batch.spark import spark_udf
 
     # Reversed and as float: the signature puts them back in order and casts them to double.
     df = spark.createDataFrame(batch_frame[["id", *FEATURES[::-1]]])
@@ -74,7 +74,7 @@ def test_struct_columns_are_matched_by_name_and_cast(spark, packages, batch_fram
 
 
 def test_missing_column_fails_the_job_with_the_signature_message(spark, frame_df, packages):
-    from modelpack.spark import spark_udf
+    from modelpack.batch.spark import spark_udf
 
     udf = spark_udf(spark, packages["sklearn"])
     with pytest.raises(Exception, match=r"Missing required column 'f5'"):
@@ -82,7 +82,7 @@ def test_missing_column_fails_the_job_with_the_signature_message(spark, frame_df
 
 
 def test_driver_side_errors(spark, packages, tmp_path):
-    from modelpack.spark import spark_udf
+    from modelpack.batch.spark import spark_udf
 
     with pytest.raises(modelpack.NotFound, match=r"No model package at"):
         spark_udf(spark, tmp_path / "nope")

@@ -7,7 +7,7 @@ batch of every task it runs.
 
 Example:
     >>> from pyspark.sql.functions import struct
-    >>> from modelpack.spark import spark_udf
+    >>> from modelpack.batch.spark import spark_udf
     >>> predict = spark_udf(spark, "models:/Churn/Production")
     >>> df.withColumn("prediction", predict(*feature_columns))
     >>> df.withColumn("prediction", predict(struct(*feature_columns)))  # matched by name
@@ -105,7 +105,7 @@ def spark_udf(
     import pandas as pd
 
     from modelpack.package import stored_flavor, verify
-    from modelpack.uris import resolve
+    from modelpack.resolution import resolve
 
     root = resolve(uri)
     manifest = verify(root)

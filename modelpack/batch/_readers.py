@@ -9,7 +9,7 @@ readers (``open_csv``, ``open_json``) cannot do. Values may not contain newlines
 pyarrow's multi-threaded readers, and a line may be at most ``max_line_bytes`` long: a longer
 one is refused as it is read, before the rest of it is.
 
-Writing is in ``modelpack._batch_sink``.
+Writing is in ``modelpack.batch._writers``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Worker processes for ``predict_file(..., workers=N)``: each loads the package once.
 
-A worker is ``python -m modelpack._batch_worker``, started with an argument list (no shell).
+A worker is ``python -m modelpack.batch._workers``, started with an argument list (no shell).
 It reads pickled batches from its stdin and writes pickled results to its stdout, in order;
 anything the model prints goes to stderr. Plain subprocesses rather than ``multiprocessing``:
 its spawn start method re-runs the caller's ``__main__`` script in every worker, which breaks
@@ -58,7 +58,7 @@ class Workers:
         try:
             for i in range(n):
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "modelpack._batch_worker"],
+                    [sys.executable, "-m", "modelpack.batch._workers"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=env,

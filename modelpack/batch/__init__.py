@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from modelpack import _batch_io as io
-from modelpack import _batch_sink as sink_io
-from modelpack._batch_input import Features
+from modelpack.batch import _readers as io
+from modelpack.batch import _writers as sink_io
+from modelpack.batch._features import Features
 from modelpack.errors import (
     FlavorError,
     InvalidArgument,
@@ -116,7 +116,7 @@ def predict_file(
         FlavorError: the model failed on a batch (the message names its rows).
     """
     from modelpack.manifest import read_manifest
-    from modelpack.uris import resolve
+    from modelpack.resolution import resolve
 
     input, output = os.fspath(input), os.fspath(output)
     keep = _check_options(batch_size, max_line_bytes, workers, keep_columns, prediction_column)
@@ -243,7 +243,7 @@ class _Pool:
 
             self.scorer = _Scorer(load(root, flavor=flavor), prediction_column)
         else:
-            from modelpack._batch_worker import Workers
+            from modelpack.batch._workers import Workers
             from modelpack.package import verify
 
             verify(root)  # a modified package fails here, once, rather than in every worker
@@ -259,7 +259,7 @@ class _Pool:
                 yield _output(chunk, features, self._local(x, chunk, reader.name), reader.name)
             self.failed = False
             return
-        from modelpack._batch_worker import LoadFailed, WorkerDied
+        from modelpack.batch._workers import LoadFailed, WorkerDied
 
         pending: deque[tuple[Any, io.Chunk]] = deque()
         while True:

@@ -13,8 +13,8 @@ import pytest
 from batchfiles import FEATURES, by_value
 
 import modelpack
-from modelpack import _batch_io, errors
-from modelpack.batch import DEFAULT_MAX_LINE_BYTES, predict_file
+from modelpack import errors
+from modelpack.batch import DEFAULT_MAX_LINE_BYTES, _readers, predict_file
 
 TIMEOUT_S = 15  # each takes 1-3 s; before the fix, 20 s to minutes
 LIMIT_MIB = 300  # peak RSS refusing a 64 MiB line takes ~90 MiB; it once took ~400
@@ -164,7 +164,7 @@ def test_small_batches_read_ahead_a_bounded_amount(tmp_path):
     up to 64 KiB a batch, to the whole file, with each batch copying them again."""
     src = tmp_path / "short.csv"
     src.write_text("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(300_000)))  # 3 MiB
-    with _batch_io.open_input(str(src), "csv", 10, DEFAULT_MAX_LINE_BYTES) as reader:
+    with _readers.open_input(str(src), "csv", 10, DEFAULT_MAX_LINE_BYTES) as reader:
         rows = 0
         for chunk in reader.batches(["a", "b"], {}):
             rows += chunk.table.num_rows
