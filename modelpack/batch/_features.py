@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelpack import enforcement
-from modelpack.batch import _readers as io
+from modelpack.batch._readers import Chunk, arrow_type
 from modelpack.errors import SchemaError
 from modelpack.signature import ColumnSchema, Signature, TensorSchema
 
@@ -58,9 +58,7 @@ class Features:
                     absent[0].name,
                 )
             self.names = [c.name for c in inputs.columns if c.name in present]
-            self.types = {
-                c.name: io.arrow_type(c.type) for c in inputs.columns if c.name in present
-            }
+            self.types = {c.name: arrow_type(c.type) for c in inputs.columns if c.name in present}
             self.specs = [
                 (c.name, enforcement.COLUMN_DTYPES[c.type], c.type)
                 for c in inputs.columns
@@ -70,7 +68,7 @@ class Features:
         elif isinstance(inputs, TensorSchema):
             self.kind = "matrix" if inputs.single else "tensors"
             self.names = self._tensor_columns(inputs, columns, present, kept)
-            self.types = {c: io.arrow_type(dtype) for c, dtype in self._tensor_dtypes(inputs)}
+            self.types = {c: arrow_type(dtype) for c, dtype in self._tensor_dtypes(inputs)}
             self.specs = [
                 (c, enforcement.tensor_dtype(dtype), dtype)
                 for c, dtype in self._tensor_dtypes(inputs)
@@ -161,7 +159,7 @@ class Features:
             spec.name,
         )
 
-    def model_input(self, chunk: io.Chunk) -> Any:
+    def model_input(self, chunk: Chunk) -> Any:
         """The batch as the model takes it, checked against the signature."""
         table = chunk.table
         if self.kind == "frame":
@@ -192,7 +190,7 @@ class Features:
         self,
         exc: SchemaError,
         raw: Mapping[str, np.ndarray],
-        chunk: io.Chunk,
+        chunk: Chunk,
         column: str | None = None,
     ) -> SchemaError:
         """The signature's error, told as the file's row, column and value."""

@@ -9,7 +9,8 @@ readers (``open_csv``, ``open_json``) cannot do. Values may not contain newlines
 pyarrow's multi-threaded readers, and a line may be at most ``max_line_bytes`` long: a longer
 one is refused as it is read, before the rest of it is.
 
-Writing is in ``modelpack.batch._writers``.
+Writing is in ``modelpack.batch._writers``; the formats and how one is guessed in
+``modelpack.batch._formats``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modelpack.batch._formats import STDIO, pyarrow
 from modelpack.errors import (
     InvalidArgument,
-    MissingDependency,
     NotFound,
     SchemaError,
 )
 
-FORMATS = ("csv", "jsonl", "parquet")
-EXTENSIONS = {
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-STDIO = "-"
 # pyarrow's CSV defaults, for locating a failed row in Python.
 CSV_NULLS = frozenset(
     (
@@ -67,49 +59,6 @@ CSV_BOOLS = frozenset(("1", "0", "true", "false", "True", "False", "TRUE", "FALS
 _FIRST_BLOCK = 1 << 20  # bytes read at a time until the line length is known
 _PIECE = 1 << 22  # the most bytes read at once
 _TYPE_NAMES = {"int64": "long", "int32": "integer", "bool": "boolean"}  # arrow -> signature
-
-
-def pyarrow() -> Any:
-    try:
-        import pyarrow
-    except ImportError:
-        raise MissingDependency(
-            "Batch scoring needs pyarrow. Install it with: pip install 'modelpack[batch]'",
-            "batch",
-            "batch",
-        ) from None
-    return pyarrow
-
-
-def guess_format(path: str, given: str | None, role: str, fallback: str | None = None) -> str:
-    """The format named by ``given``, else by ``path``'s extension, else ``fallback``."""
-    if given is not None:
-        if given not in FORMATS:
-            raise InvalidArgument(
-                f"Unknown {role} format {given!r}. Supported: {', '.join(FORMATS)}."
-            )
-        fmt = given
-    elif path == STDIO:
-        if fallback is None:
-            raise InvalidArgument(
-                f"Cannot guess the format of {'stdin' if role == 'input' else 'stdout'}: pass "
-                f"--{role}-format csv or jsonl."
-            )
-        fmt = fallback
-    else:
-        fmt = EXTENSIONS.get(Path(path).suffix.lower(), "")
-        if not fmt:
-            known = ", ".join(EXTENSIONS)
-            raise InvalidArgument(
-                f"Cannot guess the {role} format of {path!r} from its extension (known: {known}). "
-                f"Pass --{role}-format with one of: {', '.join(FORMATS)}."
-            )
-    if path == STDIO and fmt == "parquet":
-        raise InvalidArgument(
-            f"Parquet cannot be streamed through {'stdin' if role == 'input' else 'stdout'}; "
-            f"use a file, or csv or jsonl."
-        )
-    return fmt
 
 
 def arrow_type(name: str) -> Any:

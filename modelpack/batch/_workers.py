@@ -1,11 +1,12 @@
 """Worker processes for ``predict_file(..., workers=N)``: each loads the package once.
 
-A worker is ``python -m modelpack.batch._workers``, started with an argument list (no shell).
+A worker is ``python -m modelpack.batch._worker``, started with an argument list (no shell).
 It reads pickled batches from its stdin and writes pickled results to its stdout, in order;
-anything the model prints goes to stderr. Plain subprocesses rather than ``multiprocessing``:
-its spawn start method re-runs the caller's ``__main__`` script in every worker, which breaks
-scripts without an ``if __name__ == "__main__":`` guard, and fork copies the parent's threads.
-The pipes carry only what this process's parent wrote: pickle is safe here.
+anything the model prints goes to stderr. This module is the parent's side of the pipes.
+Plain subprocesses rather than ``multiprocessing``: its spawn start method re-runs the caller's
+``__main__`` script in every worker, which breaks scripts without an
+``if __name__ == "__main__":`` guard, and fork copies the parent's threads. The pipes carry only
+what this process's parent wrote: pickle is safe here.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Workers:
         try:
             for i in range(n):
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "modelpack.batch._workers"],
+                    [sys.executable, "-m", "modelpack.batch._worker"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=env,
@@ -153,47 +154,3 @@ def _settle(future: Future[Any], result: Any, error: Exception | None) -> None:
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-def _describe(exc: Exception) -> tuple[str, str, bool]:
-    from modelpack.errors import ModelpackError
-
-    return type(exc).__name__, str(exc), isinstance(exc, ModelpackError)
-
-
-def main() -> None:
-    import signal
-
-    # The protocol owns the real stdout; a model that prints writes to stderr instead.
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    source = sys.stdin.buffer
-    root, flavor, prediction_column = pickle.load(source)
-    try:
-        from modelpack.batch import _Scorer
-        from modelpack.package import load
-
-        scorer = _Scorer(load(root, flavor=flavor), prediction_column)
-        ready: tuple[bool, Any] = (True, None)
-    except Exception as exc:  # noqa: BLE001 - told to the parent, which raises it
-        ready = (False, _describe(exc))
-    pickle.dump(ready, out)
-    out.flush()
-    if not ready[0]:
-        return
-    while True:
-        try:
-            x = pickle.load(source)
-        except EOFError:
-            return
-        try:
-            result: tuple[bool, Any] = (True, scorer(x))
-        except Exception as exc:  # noqa: BLE001 - told to the parent with the batch's rows
-            result = (False, _describe(exc))
-        pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from modelpack.batch._readers import STDIO, pyarrow
+from modelpack.batch._formats import STDIO, pyarrow
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 
 

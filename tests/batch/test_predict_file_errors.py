@@ -87,10 +87,10 @@ def test_model_failing_midway_leaves_no_output(packages, batch_frame, tmp_path):
 
 
 def test_an_interrupt_leaves_no_output_nor_temporary_file(packages, inputs, tmp_path, monkeypatch):
-    from modelpack import batch
+    from modelpack.batch import _scorer
 
     calls = []
-    real = batch._Scorer.__call__
+    real = _scorer.Scorer.__call__
 
     def interrupted(self, x):  # Ctrl-C arrives while the third batch is scored
         calls.append(1)
@@ -98,7 +98,7 @@ def test_an_interrupt_leaves_no_output_nor_temporary_file(packages, inputs, tmp_
             raise KeyboardInterrupt
         return real(self, x)
 
-    monkeypatch.setattr(batch._Scorer, "__call__", interrupted)
+    monkeypatch.setattr(_scorer.Scorer, "__call__", interrupted)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):
