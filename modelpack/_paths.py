@@ -47,3 +47,35 @@ def resolve_inside(root: Path, rel: str, what: str = "path") -> Path:
     if root_real != real and root_real not in real.parents:
         raise FormatError(f"{what} {rel!r}: resolves outside the package.")
     return real
+
+
+# S3's limit on a key, and what the tracking store's artifact-path column holds.
+MAX_PATH_BYTES = 1024
+# The longest file or directory name that Linux, macOS and Windows file systems store.
+MAX_NAME_BYTES = 255
+
+
+def check_length(rel: str, what: str = "path") -> None:
+    """Refuse a path longer than ``MAX_PATH_BYTES``, or with a name longer than
+    ``MAX_NAME_BYTES``, in UTF-8: no store can hold it, so it is refused before any I/O.
+
+    Raises:
+        FormatError: naming the limit and the length.
+    """
+    size = len(rel.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise FormatError(
+            f"{what} {_shortened(rel)} is {size} bytes long; the limit is {MAX_PATH_BYTES}."
+        )
+    for part in rel.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME_BYTES:
+            name = "" if part == rel else f": the name {_shortened(part)}"
+            raise FormatError(
+                f"{what} {_shortened(rel)}{name} is {size} bytes long; file systems allow "
+                f"{MAX_NAME_BYTES} bytes per name."
+            )
+
+
+def _shortened(text: str, keep: int = 40) -> str:
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}..."

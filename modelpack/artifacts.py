@@ -7,6 +7,7 @@ boto3 is imported only when an S3 store first talks to S3.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -14,13 +15,13 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from modelpack._paths import check_relative, resolve_inside
+from modelpack._paths import MAX_PATH_BYTES, check_length, check_relative, resolve_inside
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
 
 __all__ = [
@@ -101,16 +102,68 @@ def artifact_store(uri: str) -> ArtifactStore:
 
 def _checked(rel: str, uri: str) -> str:
     try:
-        return str(check_relative(rel, "Artifact path"))
+        checked = str(check_relative(rel, "Artifact path"))
+        check_length(checked, "Artifact path")
+        return checked
     except FormatError as exc:
         raise InvalidArgument(f"{exc.message.rstrip('.')} (artifact store {uri}).") from None
 
 
 def _inside(root: Path, rel: str, uri: str, what: str = "Artifact path") -> Path:
     try:
+        check_length(str(check_relative(rel, what)), what)
         return resolve_inside(root, rel, what)
     except FormatError as exc:
         raise InvalidArgument(f"{exc.message.rstrip('.')} (artifact store {uri}).") from None
+
+
+def _short(text: object, keep: int = 160) -> str:
+    text = str(text)
+    return repr(text) if len(text) <= keep else f"'{text[: keep // 2]}...{text[-keep // 2 :]}'"
+
+
+@contextmanager
+def file_errors(action: str) -> Iterator[None]:
+    """Raise the ``OSError`` of a file operation as modelpack's error, after ``action``
+    ("Cannot write artifact 'x' in /root"), naming the path and what the system said."""
+    try:
+        yield
+    except OSError as exc:
+        raise _file_error(exc, action) from exc
+
+
+def _file_error(exc: OSError, action: str) -> ModelpackError:
+    where = _short(exc.filename) if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(f"{action}: {where} does not exist.")
+    if exc.errno == errno.ENAMETOOLONG:
+        size = len(os.fsencode(exc.filename)) if exc.filename is not None else 0
+        return InvalidArgument(
+            f"{action}: the path {where} ({size} bytes) is too long for the file system; "
+            f"use a shorter path."
+        )
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return InvalidArgument(f"{action}: {where}: {reason}; a file is where a folder must be.")
+    if isinstance(exc, IsADirectoryError):
+        return InvalidArgument(f"{action}: {where} is a folder; a file cannot replace it.")
+    return ModelpackError(f"{action}: {where}: {reason}.")
+
+
+def makedirs(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)`` without recursion: a path thousands of
+    folders deep raises the file system's error, never RecursionError."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
 
 
 def _join(prefix: str, name: str) -> str:
@@ -120,23 +173,34 @@ def _join(prefix: str, name: str) -> str:
 def _walk_local(top: Path) -> tuple[list[str], list[str]]:
     """Files and empty leaf directories under ``top`` as relative POSIX paths ("" is ``top``).
 
-    Links are refused rather than followed: one could point anywhere on the machine.
+    Links are refused rather than followed: one could point anywhere on the machine. The walk
+    keeps its own stack: os.walk recurses, and a tree thousands of folders deep would raise
+    RecursionError.
     """
     files: list[str] = []
     empty: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        rel_dir = Path(dirpath).relative_to(top).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir
-        names = [n for n in dirnames + filenames if not n.startswith(_TMP_PREFIX)]
-        for name in names:
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                raise InvalidArgument(
-                    f"{full} is a symbolic link; artifact directories may not contain links."
-                )
-        files.extend(_join(rel_dir, n) for n in filenames if not n.startswith(_TMP_PREFIX))
-        if not names:
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(top, rel_dir)) as scan:
+            entries = [e for e in scan if not e.name.startswith(_TMP_PREFIX)]
+        if not entries:
             empty.append(rel_dir)
+        for entry in entries:
+            if entry.is_symlink():
+                raise InvalidArgument(
+                    f"{entry.path} is a symbolic link; artifact directories may not contain links."
+                )
+            rel = _join(rel_dir, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(rel)
+            else:  # a pipe would block the copy forever; a device or socket has no content
+                raise InvalidArgument(
+                    f"{entry.path} is not a regular file (a pipe, socket or device); artifact "
+                    f"directories hold files and folders only."
+                )
     return sorted(files), empty
 
 
@@ -145,7 +209,7 @@ def _local_source(local: Path, want_dir: bool) -> Path:
     kind = "directory" if want_dir else "file"
     if not local.exists():
         raise NotFound(f"Local {kind} {local} does not exist.")
-    if local.is_dir() != want_dir:
+    if local.is_dir() != want_dir or not (want_dir or local.is_file()):
         raise InvalidArgument(f"Local path {local} is not a {kind}.")
     return local
 
@@ -176,11 +240,11 @@ class LocalArtifactStore:
     def __repr__(self) -> str:
         return f"LocalArtifactStore({self.uri!r})"
 
-    def _path(self, rel: str) -> Path:
-        return _inside(self.root, rel, self.uri)
-
     def _dir(self, prefix: str) -> Path:
         return self._path(prefix) if prefix else Path(os.path.realpath(self.root))
+
+    def _path(self, rel: str) -> Path:
+        return _inside(self.root, rel, self.uri)
 
     def _target(self, rel: str, path: Path | None = None) -> Path:
         """``rel``'s path, ready to be replaced by a file."""
@@ -190,75 +254,88 @@ class LocalArtifactStore:
                 f"Artifact path {rel!r} is a directory in {self.uri}; a file cannot replace it."
             )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            makedirs(path.parent)
         except (FileExistsError, NotADirectoryError):
             raise InvalidArgument(
                 f"Artifact path {rel!r}: a parent of it is a file in {self.uri}."
             ) from None
         return path
 
+    def _writing(self, dest: str) -> AbstractContextManager[None]:
+        return file_errors(f"Cannot write artifact {_short(dest)} in {self.uri}")
+
+    def _reading(self, src: str) -> AbstractContextManager[None]:
+        return file_errors(f"Cannot read artifact {_short(src)} in {self.uri}")
+
     def put_file(self, local: Path, dest: str) -> None:
         """Copy the file ``local`` to ``dest``, replacing what was there."""
-        src = _local_source(local, want_dir=False)
-        _copy_atomic(src, self._target(dest))
+        with self._writing(dest):
+            src = _local_source(local, want_dir=False)
+            _copy_atomic(src, self._target(dest))
 
     def put_dir(self, local_dir: Path, dest: str) -> None:
-        """Copy the tree ``local_dir`` to ``dest``, merging into what is there."""
-        dest = _checked(dest, self.uri)
-        files, empty = _walk_local(_local_source(local_dir, want_dir=True))
-        targets = [self._path(_join(dest, rel)) for rel in files]  # all checked before writing
-        for rel, path in zip(files, targets, strict=True):
-            _copy_atomic(Path(local_dir, rel), self._target(_join(dest, rel), path))
-        for rel in empty:
-            self._path(_join(dest, rel)).mkdir(parents=True, exist_ok=True)
+        """Copy the tree ``local_dir`` to ``dest`` ("" is the root), merging into what is there."""
+        dest = _checked(dest, self.uri) if dest else ""
+        with self._writing(dest):
+            files, empty = _walk_local(_local_source(local_dir, want_dir=True))
+            targets = [self._path(_join(dest, rel)) for rel in files]  # all checked first
+            for rel, path in zip(files, targets, strict=True):
+                _copy_atomic(Path(local_dir, rel), self._target(_join(dest, rel), path))
+            for rel in empty:
+                makedirs(self._dir(_join(dest, rel)))
 
     def get_file(self, src: str, local: Path) -> None:
         """Copy the artifact ``src`` to the file ``local``."""
         path = self._path(src)
-        if not path.is_file():
-            raise NotFound(f"No artifact file {src!r} in {self.uri}.")
-        local = Path(local)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(path, local)
+        with self._reading(src):
+            if not path.is_file():
+                raise NotFound(f"No artifact file {src!r} in {self.uri}.")
+            local = Path(local)
+            makedirs(local.parent)
+            _copy_atomic(path, local)
 
     def get_dir(self, src: str, local_dir: Path) -> None:
-        """Copy every file under ``src`` into ``local_dir`` (created if missing)."""
-        top = self._path(src)
-        if not top.is_dir():
-            raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
-        files, empty = _walk_local(top)
-        local_dir = Path(local_dir)
-        for rel in files:
-            target = _inside(local_dir, rel, self.uri, "Download target")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_atomic(top / rel, target)
-        for rel in empty:
-            (_inside(local_dir, rel, self.uri, "Download target") if rel else local_dir).mkdir(
-                parents=True, exist_ok=True
-            )
+        """Copy every file under ``src`` ("" is the root) into ``local_dir`` (created if
+        missing)."""
+        top = self._dir(src)
+        with self._reading(src):
+            if not top.is_dir():
+                raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
+            files, empty = _walk_local(top)
+            local_dir = Path(local_dir)
+            for rel in files:
+                target = _inside(local_dir, rel, self.uri, "Download target")
+                makedirs(target.parent)
+                _copy_atomic(top / rel, target)
+            for rel in empty:
+                makedirs(_inside(local_dir, rel, self.uri, "Download target") if rel else local_dir)
 
     def list_files(self, prefix: str = "") -> list[str]:
         """Every file under ``prefix``, recursively, relative to ``prefix``."""
         top = self._dir(prefix)
-        return _walk_local(top)[0] if top.is_dir() else []
+        with self._reading(prefix):
+            return _walk_local(top)[0] if top.is_dir() else []
 
     def exists(self, path: str) -> bool:
         """Whether a file or directory is at ``path``."""
-        return self._path(path).exists()
+        found = self._path(path)
+        with self._reading(path):
+            return found.exists()
 
     def delete(self, prefix: str) -> None:
         """Remove the file or tree at ``prefix``; a missing one is fine."""
         if prefix == "":
             raise InvalidArgument(f"Refusing to delete the whole artifact store {self.uri}.")
         path = self._path(prefix)
-        if path.is_dir():
-            # Rename first, so readers never see a half-deleted tree under the real name.
-            doomed = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-            os.replace(path, doomed)
-            shutil.rmtree(doomed)
-        else:
-            with suppress(FileNotFoundError):
-                path.unlink()
+        with file_errors(f"Cannot delete artifact {_short(prefix)} in {self.uri}"):
+            if path.is_dir():
+                # Rename first, so readers never see a half-deleted tree under the real name.
+                doomed = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+                os.replace(path, doomed)
+                shutil.rmtree(doomed)
+            else:
+                with suppress(FileNotFoundError):
+                    path.unlink()
 
     def local_path(self, path: str) -> Path | None:
         """The real path of ``path`` on disk (it need not exist yet)."""
@@ -267,17 +344,18 @@ class LocalArtifactStore:
     def list(self, prefix: str = "") -> list[FileInfo]:
         """The direct children of ``prefix``; [] when it is missing or a file."""
         top = self._dir(prefix)
-        if not top.is_dir():
-            return []
-        prefix = _checked(prefix, self.uri) if prefix else ""  # normalised: "a//b" is "a/b"
         out = []
-        with os.scandir(top) as entries:
-            for e in entries:
-                if e.name.startswith(_TMP_PREFIX):
-                    continue
-                is_dir = e.is_dir(follow_symlinks=False)
-                size = None if is_dir else e.stat(follow_symlinks=False).st_size
-                out.append(FileInfo(_join(prefix, e.name), is_dir, size))
+        with self._reading(prefix):
+            if not top.is_dir():
+                return []
+            prefix = _checked(prefix, self.uri) if prefix else ""  # normalised: "a//b" is "a/b"
+            with os.scandir(top) as entries:
+                for e in entries:
+                    if e.name.startswith(_TMP_PREFIX):
+                        continue
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    size = None if is_dir else e.stat(follow_symlinks=False).st_size
+                    out.append(FileInfo(_join(prefix, e.name), is_dir, size))
         return sorted(out, key=lambda f: f.path)
 
 
@@ -325,7 +403,14 @@ class S3ArtifactStore:
         return redact(str(self._client.meta.endpoint_url))
 
     def _key(self, rel: str) -> str:
-        return _join(self.prefix, _checked(rel, self.uri))
+        key = _join(self.prefix, _checked(rel, self.uri))
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > MAX_PATH_BYTES:
+            raise InvalidArgument(
+                f"Artifact path {_short(rel)}: its S3 key in {self.uri} would be {size} bytes "
+                f"long; S3 allows {MAX_PATH_BYTES}. Use a shorter artifact path."
+            )
+        return key
 
     def _dir_key(self, rel: str) -> str:
         """The key prefix of everything under ``rel`` ("" is the store root)."""
@@ -378,6 +463,10 @@ class S3ArtifactStore:
             )
         return ModelpackError(f"S3 request on {where} failed: {type(exc).__name__}.")
 
+    def _local(self, action: str) -> AbstractContextManager[None]:
+        """Errors of the local side of a transfer (the file read or written)."""
+        return file_errors(f"{action} ({self.uri})")
+
     def _bucket_exists(self) -> bool:
         from botocore.exceptions import ClientError
 
@@ -398,16 +487,18 @@ class S3ArtifactStore:
         """Upload the file ``local`` to ``dest``, replacing what was there."""
         src = _local_source(local, want_dir=False)
         key = self._key(dest)
-        with self._errors():
+        with self._errors(), self._local(f"Cannot upload {_short(src)}"):
             self._client.upload_file(str(src), self.bucket, key)
 
     def put_dir(self, local_dir: Path, dest: str) -> None:
-        """Upload the tree ``local_dir`` to ``dest``, merging into what is there."""
-        dest = _checked(dest, self.uri)
-        files, empty = _walk_local(_local_source(local_dir, want_dir=True))
+        """Upload the tree ``local_dir`` to ``dest`` ("" is the root), merging into what is
+        there."""
+        dest = _checked(dest, self.uri) if dest else ""
+        with self._local(f"Cannot upload {_short(local_dir)}"):
+            files, empty = _walk_local(_local_source(local_dir, want_dir=True))
         keys = [self._key(_join(dest, rel)) for rel in files]
-        markers = [self._dir_key(_join(dest, rel)) for rel in empty]
-        with self._errors():
+        markers = [self._dir_key(_join(dest, rel)) for rel in empty if _join(dest, rel)]
+        with self._errors(), self._local(f"Cannot upload {_short(local_dir)}"):
             for rel, key in zip(files, keys, strict=True):
                 self._client.upload_file(str(Path(local_dir, rel)), self.bucket, key)
             for key in markers:
@@ -417,18 +508,19 @@ class S3ArtifactStore:
         """Download the artifact ``src`` to the file ``local``."""
         key = self._key(src)
         local = Path(local)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        with self._errors(src):
+        with self._errors(src), self._local(f"Cannot download artifact {_short(src)}"):
+            makedirs(local.parent)
             self._client.download_file(self.bucket, key, str(local))
 
     def get_dir(self, src: str, local_dir: Path) -> None:
-        """Download every object under ``src`` into ``local_dir`` (created if missing).
+        """Download every object under ``src`` ("" is the root) into ``local_dir`` (created if
+        missing).
 
         Raises:
             InvalidArgument: a key under ``src`` would land outside ``local_dir``; nothing is
                 downloaded then.
         """
-        base = f"{self._key(src)}/"
+        base = self._dir_key(src)
         local_dir = Path(local_dir)
         plan: list[tuple[str, Path]] = []
         dirs = []
@@ -449,11 +541,11 @@ class S3ArtifactStore:
                 plan.append((key, target))
         if not plan and not dirs:
             raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
-        for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        with self._errors(src):
+        with self._errors(src), self._local(f"Cannot download artifact {_short(src)}"):
+            for d in dirs:
+                makedirs(d)
             for key, target in plan:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                makedirs(target.parent)
                 self._client.download_file(self.bucket, key, str(target))
 
     def list_files(self, prefix: str = "") -> list[str]:

@@ -214,21 +214,34 @@ class Client:
     def log_artifact(
         self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> None:
+        """Copy the file ``local_path`` into the run's artifacts, in the folder
+        ``artifact_path`` (relative to the run's artifacts; default: at the top)."""
+        from modelpack.artifacts import file_errors
+
         src = Path(local_path)
-        if not src.is_file():
+        with file_errors("log_artifact"):
+            is_file = src.is_file()
+        if not is_file:
             raise NotFound(f"log_artifact: {str(src)!r} is not a file.")
-        dest = f"{artifact_path.strip('/')}/{src.name}" if artifact_path else src.name
+        folder = _artifact_folder(artifact_path)
+        dest = f"{folder}/{src.name}" if folder else src.name
         self._writable(run_id)
         self._artifacts(run_id).put_file(src, dest)
 
     def log_artifacts(
         self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
     ) -> None:
+        """Copy the tree ``local_dir`` into the run's artifacts, under ``artifact_path``."""
+        from modelpack.artifacts import file_errors
+
         src = Path(local_dir)
-        if not src.is_dir():
+        with file_errors("log_artifacts"):
+            is_dir = src.is_dir()
+        if not is_dir:
             raise NotFound(f"log_artifacts: {str(src)!r} is not a directory.")
+        folder = _artifact_folder(artifact_path)
         self._writable(run_id)
-        self._artifacts(run_id).put_dir(src, artifact_path.strip("/") if artifact_path else "")
+        self._artifacts(run_id).put_dir(src, folder)
 
     def _writable(self, run_id: str) -> None:
         info = self.get_run(run_id).info
@@ -243,18 +256,26 @@ class Client:
     def download_artifacts(
         self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None
     ) -> Path:
-        """Download a file or folder of the run's artifacts; returns the local path."""
+        """Download a file or folder of the run's artifacts (all of them for ``path=""``);
+        returns the local path."""
+        from modelpack.artifacts import file_errors, makedirs
+
         store = self._artifacts(run_id)
-        dest = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelpack-"))
-        dest.mkdir(parents=True, exist_ok=True)
-        name = path.rstrip("/").rsplit("/", 1)[-1] if path else ""
-        if path and store.exists(path) and not store.list_files(path):
-            store.get_file(path, dest / name)
-            return dest / name
-        if path and not store.list_files(path):
+        # What to fetch is checked before anything is made on the local side.
+        files = store.list_files(path) if path else []
+        single = bool(path) and not files and store.exists(path)
+        if path and not files and not single:
             raise NotFound(f"Run {run_id!r} has no artifact {path!r}.")
-        target = dest / name if name else dest
-        store.get_dir(path, target)
+        if not path and not store.list(""):
+            raise NotFound(f"Run {run_id!r} has no artifacts.")
+        dest = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelpack-"))
+        with file_errors(f"Cannot download the artifacts of run {run_id!r}"):
+            makedirs(dest)
+        if not path:
+            store.get_dir("", dest)
+            return dest
+        target = dest / path.rstrip("/").rsplit("/", 1)[-1]
+        (store.get_file if single else store.get_dir)(path, target)
         return target
 
     # ------------------------------------------------------------------ models
@@ -458,6 +479,19 @@ class Client:
             artifact_store(root).delete(location[len(root) + 1 :])
         elif "://" not in location and Path(location).is_dir():
             shutil.rmtree(location, ignore_errors=True)
+
+
+def _artifact_folder(artifact_path: str | None) -> str:
+    """``artifact_path`` as the folder to log into ("" for the top); a trailing "/" is fine, a
+    leading one is refused: it would be an absolute path, not a folder of the run's."""
+    if not artifact_path:
+        return ""
+    if artifact_path.startswith("/"):
+        raise InvalidArgument(
+            f"Artifact path {artifact_path!r} is absolute; artifact paths are relative to the "
+            f"run's artifacts (e.g. {artifact_path.strip('/')!r})."
+        )
+    return artifact_path.rstrip("/")
 
 
 class PagedList(list):

@@ -73,6 +73,13 @@ def test_dir_round_trip_keeps_nested_and_unicode_files(store, tree, tmp_path):
     assert read_tree(tmp_path / "out") == TREE
 
 
+def test_put_dir_and_get_dir_take_the_root_as_empty_path(store, tree, tmp_path):
+    store.put_dir(tree, "")
+    assert store.list_files() == sorted(TREE)
+    store.get_dir("", tmp_path / "out")
+    assert read_tree(tmp_path / "out") == TREE
+
+
 def test_list_gives_direct_children_with_sizes(store, tree):
     store.put_dir(tree, "pkg")
     assert store.list("pkg") == [
@@ -170,14 +177,18 @@ def test_unsafe_paths_are_refused_by_every_method(store, tree, tmp_path, bad, me
     file = tree / "MLmodel"
     calls = [
         lambda: store.put_file(file, bad),
-        lambda: store.put_dir(tree, bad),
         lambda: store.get_file(bad, tmp_path / "out"),
-        lambda: store.get_dir(bad, tmp_path / "out"),
         lambda: store.exists(bad),
         lambda: store.local_path(bad),
     ]
     if bad:  # "" is the root for these
-        calls += [lambda: store.list(bad), lambda: store.list_files(bad), lambda: store.delete(bad)]
+        calls += [
+            lambda: store.put_dir(tree, bad),
+            lambda: store.get_dir(bad, tmp_path / "out"),
+            lambda: store.list(bad),
+            lambda: store.list_files(bad),
+            lambda: store.delete(bad),
+        ]
     for call in calls:
         with pytest.raises(InvalidArgument, match=re.escape(message)):
             call()
