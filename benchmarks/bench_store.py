@@ -101,7 +101,7 @@ def tiny_model() -> tuple[Any, Any]:
 def mp_store(work: Path, tag: str) -> Iterator[str]:
     """A fresh modelpack store (SQLite file, artifacts beside it), made the tracking URI."""
     import modelpack
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
     folder = Path(tempfile.mkdtemp(prefix=f"mp-{tag}-", dir=work))
     uri = f"sqlite:///{folder}/modelpack.db"
@@ -109,7 +109,7 @@ def mp_store(work: Path, tag: str) -> Iterator[str]:
     try:
         yield uri
     finally:
-        _engine.dispose(uri)
+        engines.dispose(uri)
 
 
 def mp_log_metric(work: Path, repeats: int) -> dict:

@@ -89,12 +89,12 @@ def load(src: Path, config: Mapping[str, Any], **options: Any) -> Any:
     check_options(NAME, "load", options, ())
     import cloudpickle  # noqa: F401 - the pickle names its functions
 
-    from modelpack import _code
+    from modelpack import package_code
 
     # The package's code/ (if it has one) is importable while this unpickles and runs
-    # load_context, and to the model's own imports for good (modelpack._code).
+    # load_context, and to the model's own imports for good (modelpack.package_code).
     with open(resolve_inside(src, config["path"], "python model path"), "rb") as f:
-        model = _code.load_pickle(f)
+        model = package_code.load_pickle(f)
     if isinstance(model, PythonModel):
         artifacts = {
             name: str(resolve_inside(src, rel, f"artifact {name!r}"))

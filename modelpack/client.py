@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "default_artifact_root", "default_tracking_uri"]
 
+
 def current_user() -> str:
     user = os.environ.get("MODELPACK_USER")
     if user:
@@ -152,7 +153,7 @@ class Client:
         ``metrics`` holds ``Metric`` objects or ``(key, value, timestamp_ms, step)`` tuples
         (timestamp ``None`` for now).
         """
-        from modelpack.store._validate import metric_value
+        from modelpack.store.validation import metric_value
 
         stamp = int(time.time() * 1000)
         points = []
@@ -325,15 +326,15 @@ class Client:
         description: str | None = None,
     ) -> ModelVersion:
         """Copy the package at ``model_uri`` into registry storage and make it a new version."""
-        from modelpack._integrity import verify_files
         from modelpack.artifacts import artifact_store
+        from modelpack.integrity import verify_files
         from modelpack.manifest import (
             MANIFEST_NAME,
             check_recorded,
             parse_manifest,
             read_manifest_bytes,
         )
-        from modelpack.store._validate import name as check_name
+        from modelpack.store.validation import name as check_name
 
         check_name(name, "Registered model name")
         source, recorded = resolution.resolve_recorded(model_uri, self)

@@ -13,8 +13,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from modelpack import _atomic
-from modelpack._integrity import hash_tree, verify_files
+from modelpack import atomic
 from modelpack._paths import resolve_inside
 from modelpack._version import __version__
 from modelpack.errors import (
@@ -28,6 +27,7 @@ from modelpack.errors import (
     UnknownFlavor,
 )
 from modelpack.flavor import Flavor, Predict, flavor_for, get_flavor
+from modelpack.integrity import hash_tree, verify_files
 from modelpack.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -136,7 +136,7 @@ class Package:
 def _read_example(root: Path, manifest: Manifest) -> Any:
     import json
 
-    from modelpack._payload import decode_input
+    from modelpack.payload import decode_input
 
     if manifest.input_example is None:
         return None
@@ -190,7 +190,7 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
 
 
 def _load_once(root: Path, flavor: str | None, options: dict[str, Any]) -> Package:
-    from modelpack import _code
+    from modelpack import package_code
 
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
@@ -200,10 +200,10 @@ def _load_once(root: Path, flavor: str | None, options: dict[str, Any]) -> Packa
     resolve_inside(root, config["path"], f"flavors.{name}.path")
     _check_listed(root, manifest, name, config)
     if name != "python":
-        _code.check_shadows(root, manifest.code)
+        package_code.check_shadows(root, manifest.code)
         native = _load_without_code(module, root, manifest, config, options)
         return Package(root, manifest, name, native, module.predictor(native, config))
-    space = _code.build(root, manifest.code, manifest.files)
+    space = package_code.build(root, manifest.code, manifest.files)
     if space is None:
         native = module.load(root, config, **options)
     else:
@@ -361,7 +361,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
 
 
 def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> list[str]:
-    from modelpack import _code
+    from modelpack import package_code
 
     rels: list[str] = []
     for item in code_paths:
@@ -376,7 +376,7 @@ def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> l
         name = src.stem if src.is_file() else src.name
         if not name.isidentifier():
             raise InvalidArgument(f"code_paths: {src.name!r} is not a Python module name.")
-        if _code.shadowing(name, src) is not None:
+        if package_code.shadowing(name, src) is not None:
             raise InvalidArgument(f"{rel} would shadow the installed module {name!r}; rename it.")
         dest = staging / rel
         dest.parent.mkdir(exist_ok=True)
@@ -421,12 +421,12 @@ def _publish(staging: Path, target: Path, overwrite: bool) -> None:
                     f"or pass overwrite=True."
                 ) from None
             raise
-        _atomic.fsync_dir(target.parent)
+        atomic.fsync_dir(target.parent)
         return
     # An empty folder or a package overwrite=True replaces: swap it with the new one in one
     # system call, then delete it (under the staging name, which says whose it was).
-    if _atomic.exchange(staging, target):
-        _atomic.fsync_dir(target.parent)
+    if atomic.exchange(staging, target):
+        atomic.fsync_dir(target.parent)
         shutil.rmtree(staging, ignore_errors=True)
         return
     # No exchange here: two renames. A kill between them leaves no package at ``target``
@@ -438,7 +438,7 @@ def _publish(staging: Path, target: Path, overwrite: bool) -> None:
     except BaseException:
         os.rename(old, target)
         raise
-    _atomic.fsync_dir(target.parent)
+    atomic.fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -596,9 +596,9 @@ def _build(
 ) -> Manifest:
     import json
 
-    from modelpack import _code, enforcement, inference
-    from modelpack._payload import encode_input
+    from modelpack import enforcement, inference, package_code
     from modelpack.environment import infer_requirements, python_env, python_version
+    from modelpack.payload import encode_input
 
     (staging / "model").mkdir()
     code = _copy_code(code_paths, staging)
@@ -617,7 +617,7 @@ def _build(
     def loaded(flavor_module: Flavor, sig: Signature | None) -> Package:
         name = flavor_module.NAME
         draft = _draft_manifest(configs, name, sig, code)
-        space = _code.build(staging, code, None) if name == "python" else None
+        space = package_code.build(staging, code, None) if name == "python" else None
         if space is None:
             native = flavor_module.load(staging, configs[name])
         else:

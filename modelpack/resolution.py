@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelpack import uris
-from modelpack._integrity import verify_files
 from modelpack.entities import ModelVersion
 from modelpack.errors import FormatError, IntegrityError, ModelpackError
+from modelpack.integrity import verify_files
 from modelpack.manifest import (
     MANIFEST_NAME,
     check_model_id,

@@ -102,7 +102,7 @@ def get_tracking_uri() -> str:
 
 def set_experiment(name: str) -> None:
     """Log new runs into experiment ``name`` (created on first use)."""
-    from modelpack.store._validate import name as check_name
+    from modelpack.store.validation import name as check_name
 
     os.environ["MODELPACK_EXPERIMENT_NAME"] = check_name(name, "Experiment name")
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelpack._payload import decode_input
 from modelpack.enforcement import COLUMN_DTYPES, tensor_dtype
 from modelpack.errors import SchemaError
+from modelpack.payload import decode_input
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.errors import HTTPError, shown
 from modelpack.signature import ColumnSchema, Signature, TensorSchema

@@ -88,9 +88,9 @@ def postgres_url(postgres_server):
         conn.execute(f'CREATE SCHEMA "{schema}"')
     url = f"{postgres_server}?options=-csearch_path%3D{schema}"
     yield url
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    _engine.dispose(url)
+    engines.dispose(url)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -103,9 +103,9 @@ def store_url(request, tmp_path):
         return
     url = f"sqlite:///{tmp_path / 'store' / 'modelpack.db'}"
     yield url
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    _engine.dispose(url)
+    engines.dispose(url)
 
 
 @pytest.fixture

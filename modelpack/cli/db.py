@@ -31,7 +31,7 @@ def _open(args: argparse.Namespace, create: bool) -> Any:
     import sqlalchemy as sa
 
     from modelpack.errors import NotFound
-    from modelpack.store import _engine, default_tracking_uri
+    from modelpack.store import default_tracking_uri, engines
 
     uri = args.uri or args.tracking_uri or default_tracking_uri()
     args.tracking_uri = uri  # the store that store_errors names if the driver fails
@@ -46,31 +46,31 @@ def _open(args: argparse.Namespace, create: bool) -> Any:
                 raise NotFound(
                     f"No database at {database}. Create it with: modelpack db upgrade {uri}"
                 )
-    return _engine.make_engine(uri)
+    return engines.make_engine(uri)
 
 
 def _current(engine: Any) -> str | None:
     import sqlalchemy as sa
 
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
     try:
-        return _engine.current_revision(engine)
+        return engines.current_revision(engine)
     except sa.exc.OperationalError as exc:
-        raise _engine.connect_error(engine, exc) from None
+        raise engines.connect_error(engine, exc) from None
 
 
 @store_errors
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
     engine = _open(args, create=True)
     try:
         before = _current(engine)
-        revision = _engine.upgrade(engine)
+        revision = engines.upgrade(engine)
     finally:
         engine.dispose()
-    url = _engine.redact(args.tracking_uri)  # as the user wrote it, password hidden
+    url = engines.redact(args.tracking_uri)  # as the user wrote it, password hidden
     if args.json:
         print_json({"url": url, "previous": before, "revision": revision})
     elif before == revision:
@@ -82,15 +82,15 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 @store_errors
 def cmd_current(args: argparse.Namespace) -> int:
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
     engine = _open(args, create=False)
     try:
         current = _current(engine)
     finally:
         engine.dispose()
-    head = _engine.head_revision()
-    url = _engine.redact(args.tracking_uri)  # as the user wrote it, password hidden
+    head = engines.head_revision()
+    url = engines.redact(args.tracking_uri)  # as the user wrote it, password hidden
     if args.json:
         print_json({"url": url, "revision": current, "head": head, "up_to_date": current == head})
     elif current is None:

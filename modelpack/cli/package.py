@@ -56,7 +56,7 @@ def _table(rows: Sequence[tuple[str, ...]], indent: str = "  ") -> str:
 
 @store_errors
 def cmd_info(args: argparse.Namespace) -> int:
-    from modelpack._integrity import verify_files
+    from modelpack.integrity import verify_files
     from modelpack.manifest import read_manifest
 
     root = resolve_package(args)

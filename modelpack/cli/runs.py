@@ -77,8 +77,8 @@ def add_parsers(commands: Any) -> None:
 
 def _metric_keys(filter_string: str | None, order_by: Sequence[str] | None) -> list[str]:
     """Metrics the user asked about, in the order named, so a search shows what it ranked."""
-    from modelpack.store._filter import And, Comparison, Or, parse_filter
-    from modelpack.store._search import RUN_ATTRIBUTES, parse_order
+    from modelpack.store.filters import And, Comparison, Or, parse_filter
+    from modelpack.store.search import RUN_ATTRIBUTES, parse_order
 
     keys: list[str] = []
     for item in order_by or ():

@@ -21,8 +21,8 @@ from modelpack.entities import (
 )
 from modelpack.entities import at_ms as _at_ms
 from modelpack.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from modelpack.store import _search, _validate
 from modelpack.store import schema as t
+from modelpack.store import search, validation
 
 MODEL_ATTRIBUTES: Mapping[str, type] = {"name": str}
 VERSION_ATTRIBUTES: Mapping[str, type] = {
@@ -39,7 +39,7 @@ VERSION_ATTRIBUTES: Mapping[str, type] = {
 _RETRIES = 50
 _REGISTRY_KINDS = ("tag", "attribute")
 # The history stores an alias move as "alias@version" in a 256-character column.
-MAX_ALIAS = _validate.MAX_NAME - len("@2147483647")
+MAX_ALIAS = validation.MAX_NAME - len("@2147483647")
 T = TypeVar("T")
 
 
@@ -54,7 +54,7 @@ def version_number(version: Any) -> int:
 
 
 def alias_name(alias: Any) -> str:
-    _validate.name(alias, "Alias")
+    validation.name(alias, "Alias")
     if len(alias) > MAX_ALIAS:
         raise InvalidArgument(
             f"Alias is {len(alias)} characters long; the limit is {MAX_ALIAS}: {alias[:40]!r}..."
@@ -94,7 +94,7 @@ class RegistryMixin:
         ``"row"`` (FOR NO KEY UPDATE) leaves registrations free to insert versions; ``"key"``
         (FOR UPDATE) is for renaming or deleting the model itself.
         """
-        _validate.name(name, "Registered model name")
+        validation.name(name, "Registered model name")
         query = sa.select(t.registered_models).where(t.registered_models.c.name == name)
         if lock is not None:
             query = query.with_for_update(key_share=lock == "row")
@@ -239,14 +239,14 @@ class RegistryMixin:
         description: str | None,
         tags: Mapping[str, Any] | None,
     ) -> Any:
-        _validate.name(name, "Registered model name")
+        validation.name(name, "Registered model name")
         stamp = now_ms()
         model_id = uuid.uuid4().hex
         conn.execute(
             t.registered_models.insert().values(
                 id=model_id,
                 name=name,
-                description=_validate.text(description or "", "Description"),
+                description=validation.text(description or "", "Description"),
                 creation_time=stamp,
                 last_updated_time=stamp,
             )
@@ -255,8 +255,8 @@ class RegistryMixin:
             conn.execute(
                 t.registered_model_tags.insert().values(
                     model=model_id,
-                    key=_validate.name(key, "Tag key"),
-                    value=_validate.text(value, f"Tag {key!r}"),
+                    key=validation.name(key, "Tag key"),
+                    value=validation.text(value, f"Tag {key!r}"),
                 )
             )
         return self._rm_row(conn, name)
@@ -283,16 +283,16 @@ class RegistryMixin:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> tuple[list[RegisteredModel], str | None]:
-        from modelpack.store._filter import parse_filter
+        from modelpack.store.filters import parse_filter
 
-        max_results = _search.check_max_results(max_results)
+        max_results = search.check_max_results(max_results)
         rm = t.registered_models
         query = sa.select(rm)
         node = parse_filter(filter_string or "", attributes=MODEL_ATTRIBUTES, kinds=_REGISTRY_KINDS)
         if node is not None:
             tag = t.registered_model_tags
             query = query.where(
-                _search.compile_node(
+                search.compile_node(
                     node,
                     {"name": rm.c.name},
                     lambda kind: self._kv(kind, tag, tag.c.model == rm.c.id),
@@ -300,13 +300,13 @@ class RegistryMixin:
             )
         clauses = []
         for item in order_by or ():
-            _, key, ascending = _search.parse_order(
+            _, key, ascending = search.parse_order(
                 item, {"name": str, "creation_time": int, "last_updated_time": int}
             )
             clauses.append(rm.c[key].asc() if ascending else rm.c[key].desc())
-        offset = _search.decode_token(page_token)
+        offset = search.decode_token(page_token)
         with self._connect() as conn:
-            rows, token = _search.page(
+            rows, token = search.page(
                 conn.execute(
                     query.order_by(*clauses, rm.c.name).limit(max_results + 1).offset(offset)
                 ).all(),
@@ -322,7 +322,7 @@ class RegistryMixin:
         return table, joined
 
     def update_registered_model(self, name: str, description: str) -> RegisteredModel:
-        description = _validate.text(description, "Description")
+        description = validation.text(description, "Description")
 
         def body(conn: sa.Connection) -> RegisteredModel:
             rm = self._rm_row(conn, name, lock="row")
@@ -336,7 +336,7 @@ class RegistryMixin:
         return self._write(body)
 
     def rename_registered_model(self, name: str, new_name: str, user_id: str) -> RegisteredModel:
-        _validate.name(new_name, "New registered model name")
+        validation.name(new_name, "New registered model name")
 
         def body(conn: sa.Connection) -> RegisteredModel:
             rm = self._rm_row(conn, name, lock="key")
@@ -355,8 +355,8 @@ class RegistryMixin:
             raise AlreadyExists(f"Registered model {new_name!r} already exists.") from None
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
-        _validate.name(key, "Tag key")
-        value = _validate.text(value, f"Tag {key!r}")
+        validation.name(key, "Tag key")
+        value = validation.text(value, f"Tag {key!r}")
         tag = t.registered_model_tags
 
         def body(conn: sa.Connection) -> None:
@@ -419,12 +419,12 @@ class RegistryMixin:
         description: str | None = None,
     ) -> ModelVersion:
         """Allocate the next version number inside the transaction; retry on a race."""
-        _validate.name(name, "Registered model name")
+        validation.name(name, "Registered model name")
         tags = {
-            _validate.name(k, "Tag key"): _validate.text(v, f"Tag {k!r}")
+            validation.name(k, "Tag key"): validation.text(v, f"Tag {k!r}")
             for k, v in (tags or {}).items()
         }
-        description = _validate.text(description or "", "Description")
+        description = validation.text(description or "", "Description")
         for attempt in range(_RETRIES):
             try:
                 with self._begin_durable() as conn:
@@ -500,9 +500,9 @@ class RegistryMixin:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> tuple[list[ModelVersion], str | None]:
-        from modelpack.store._filter import parse_filter
+        from modelpack.store.filters import parse_filter
 
-        max_results = _search.check_max_results(max_results)
+        max_results = search.check_max_results(max_results)
         mv, rm = t.model_versions, t.registered_models
         query = sa.select(mv, rm.c.name).join(rm, rm.c.id == mv.c.model)
         node = parse_filter(
@@ -523,18 +523,18 @@ class RegistryMixin:
             tag = t.model_version_tags
             joined = sa.and_(tag.c.model == mv.c.model, tag.c.version == mv.c.version)
             query = query.where(
-                _search.compile_node(node, columns, lambda kind: self._kv(kind, tag, joined))
+                search.compile_node(node, columns, lambda kind: self._kv(kind, tag, joined))
             )
         clauses = []
         for item in order_by or ():
-            _, key, ascending = _search.parse_order(
+            _, key, ascending = search.parse_order(
                 item, {**VERSION_ATTRIBUTES, "creation_time": int}
             )
             column = columns.get(key, mv.c.creation_time)
             clauses.append(column.asc() if ascending else column.desc())
-        offset = _search.decode_token(page_token)
+        offset = search.decode_token(page_token)
         with self._connect() as conn:
-            rows, token = _search.page(
+            rows, token = search.page(
                 conn.execute(
                     query.order_by(*clauses, rm.c.name, mv.c.version.desc())
                     .limit(max_results + 1)
@@ -593,7 +593,7 @@ class RegistryMixin:
             return self._versions(conn, [row], {rm.id: rm.name})[0]
 
     def update_model_version(self, name: str, version: Any, description: str) -> ModelVersion:
-        description = _validate.text(description, "Description")
+        description = validation.text(description, "Description")
 
         def body(conn: sa.Connection) -> ModelVersion:
             rm = self._rm_row(conn, name, lock="row")
@@ -612,8 +612,8 @@ class RegistryMixin:
         return self._versions(conn, [self._version_row(conn, rm, version)], {rm.id: rm.name})[0]
 
     def set_model_version_tag(self, name: str, version: Any, key: str, value: Any) -> None:
-        _validate.name(key, "Tag key")
-        value = _validate.text(value, f"Tag {key!r}")
+        validation.name(key, "Tag key")
+        value = validation.text(value, f"Tag {key!r}")
         tag = t.model_version_tags
 
         def body(conn: sa.Connection) -> None:

@@ -27,7 +27,7 @@ from modelpack.entities import (
     now_ms,
 )
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
-from modelpack.store import _engine, _search, _validate
+from modelpack.store import engines, search, validation
 from modelpack.store import schema as t
 from modelpack.store._registry import RegistryMixin
 
@@ -81,22 +81,22 @@ class SqlStore(RegistryMixin):
         Raises:
             NotFound: ``create`` is False and there is no store at ``url``.
         """
-        return cls(_engine.engine_for(url, create), artifact_root)
+        return cls(engines.engine_for(url, create), artifact_root)
 
     @property
     def url(self) -> str:
-        return _engine.redact(self.engine.url)
+        return engines.redact(self.engine.url)
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
-        """A transaction; database errors come out as modelpack's (``_engine.db_error``)."""
-        with _engine.translated(self.engine), self.engine.begin() as conn:
+        """A transaction; database errors come out as modelpack's (``engines.db_error``)."""
+        with engines.translated(self.engine), self.engine.begin() as conn:
             yield conn
 
     @contextlib.contextmanager
     def _begin_durable(self) -> Iterator[sa.Connection]:
         """A transaction whose commit survives a power loss, for the registry's records."""
-        with _engine.translated(self.engine), self._durable() as conn:
+        with engines.translated(self.engine), self._durable() as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -118,7 +118,7 @@ class SqlStore(RegistryMixin):
 
     def _write(self, body: Callable[[sa.Connection], T]) -> T:
         """``body(conn)`` in one durable transaction, run again if it loses a deadlock or a
-        serialization check (``_engine.ATTEMPTS`` times in all, with a jittered backoff).
+        serialization check (``engines.ATTEMPTS`` times in all, with a jittered backoff).
 
         ``body`` must do nothing but database work: it may run more than once. Errors that
         still escape are modelpack's (``Conflict`` for a conflict that outlasted the retries);
@@ -132,15 +132,15 @@ class SqlStore(RegistryMixin):
             except sa.exc.IntegrityError:
                 raise
             except sa.exc.DBAPIError as exc:
-                if _engine.retryable(exc) is None or attempt >= _engine.ATTEMPTS:
-                    raise _engine.db_error(self.engine, exc, attempt) from exc
-            time.sleep(_engine.backoff(attempt))
+                if engines.retryable(exc) is None or attempt >= engines.ATTEMPTS:
+                    raise engines.db_error(self.engine, exc, attempt) from exc
+            time.sleep(engines.backoff(attempt))
             attempt += 1
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
         """A connection for reads; database errors come out as modelpack's."""
-        with _engine.translated(self.engine), self.engine.connect() as conn:
+        with engines.translated(self.engine), self.engine.connect() as conn:
             yield conn
 
     # ------------------------------------------------------------------ experiments
@@ -151,7 +151,7 @@ class SqlStore(RegistryMixin):
         artifact_location: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        _validate.name(name, "Experiment name")
+        validation.name(name, "Experiment name")
         experiment_id = uuid.uuid4().hex
         location = artifact_location or f"{self.artifact_root}/{experiment_id}"
         stamp = now_ms()
@@ -171,8 +171,8 @@ class SqlStore(RegistryMixin):
                     conn.execute(
                         t.experiment_tags.insert().values(
                             experiment_id=experiment_id,
-                            key=_validate.name(key, "Tag key"),
-                            value=_validate.text(value, f"Tag {key!r}"),
+                            key=validation.name(key, "Tag key"),
+                            value=validation.text(value, f"Tag {key!r}"),
                         )
                     )
         except sa.exc.IntegrityError:
@@ -242,7 +242,7 @@ class SqlStore(RegistryMixin):
         parent_run_id: str | None = None,
     ) -> Run:
         run_id = uuid.uuid4().hex
-        name = _validate.name(run_name, "Run name") if run_name else f"run-{run_id[:8]}"
+        name = validation.name(run_name, "Run name") if run_name else f"run-{run_id[:8]}"
         experiment = self.get_experiment(experiment_id)
         if experiment.lifecycle_stage != ACTIVE:
             raise InvalidArgument(f"Experiment {experiment.name!r} is deleted; restore it first.")
@@ -334,7 +334,7 @@ class SqlStore(RegistryMixin):
         if end_time is not None:
             values["end_time"] = end_time
         if run_name is not None:
-            values["run_name"] = _validate.name(run_name, "Run name")
+            values["run_name"] = validation.name(run_name, "Run name")
         with self._begin() as conn:
             self._run_row(conn, run_id)
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
@@ -367,8 +367,8 @@ class SqlStore(RegistryMixin):
 
     def _write_tags(self, conn: sa.Connection, run_id: str, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
-            _validate.name(key, "Tag key")
-            value = _validate.text(value, f"Tag {key!r}")
+            validation.name(key, "Tag key")
+            value = validation.text(value, f"Tag {key!r}")
             updated = conn.execute(
                 t.tags.update()
                 .where(t.tags.c.run_id == run_id, t.tags.c.key == key)
@@ -387,12 +387,12 @@ class SqlStore(RegistryMixin):
     ) -> None:
         """Log metrics, params and tags to a running run, all in one transaction."""
         params = {
-            _validate.name(k, "Param key"): _validate.text(v, f"Param {k!r}")
+            validation.name(k, "Param key"): validation.text(v, f"Param {k!r}")
             for k, v in (params or {}).items()
         }
         points = list(metrics)
         for m in points:
-            _validate.name(m.key, "Metric key")
+            validation.name(m.key, "Metric key")
         if points and not params and not tags:
             self._log_metrics_only(run_id, points)
             return
@@ -433,7 +433,7 @@ class SqlStore(RegistryMixin):
             (run_id, m.key, None if m.value != m.value else m.value, m.timestamp, m.step)
             for m in points
         ]
-        with _engine.translated(self.engine):
+        with engines.translated(self.engine):
             raw = self.engine.raw_connection()
             self._insert_metrics(raw, run_id, rows, qmark)
 
@@ -527,8 +527,8 @@ class SqlStore(RegistryMixin):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> tuple[list[Run], str | None]:
-        max_results = _search.check_max_results(max_results)
-        offset = _search.decode_token(page_token)
+        max_results = search.check_max_results(max_results)
+        offset = search.decode_token(page_token)
         query = sa.select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
         if run_view_type == ViewType.ACTIVE_ONLY:
             query = query.where(t.runs.c.lifecycle_stage == ACTIVE)
@@ -538,12 +538,12 @@ class SqlStore(RegistryMixin):
             raise InvalidArgument(
                 f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {run_view_type!r}."
             )
-        condition = _search.run_condition(filter_string)
+        condition = search.run_condition(filter_string)
         if condition is not None:
             query = query.where(condition)
-        query = _search.order_runs(query, order_by)
+        query = search.order_runs(query, order_by)
         with self._connect() as conn:
-            rows, token = _search.page(
+            rows, token = search.page(
                 conn.execute(query.limit(max_results + 1).offset(offset)).all(), offset, max_results
             )
             return self._runs(conn, rows), token

@@ -41,9 +41,9 @@ def registry(tmp_path, forest, xy):
     client.register_model(str(package), "Churn")
     client.transition_model_version_stage("Churn", 1, "Production")
     yield ["--tracking-uri", url, "--artifact-root", client.artifact_root]
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    _engine.dispose(url)
+    engines.dispose(url)
 
 
 # ---------------------------------------------------------------------------- serve

@@ -310,10 +310,10 @@ def test_models_delete_refuses_production_without_force(world, cli):
 
 
 def test_db_upgrade_and_current(store_url, cli, tmp_path):
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    head = _engine.head_revision()
-    shown = _engine.redact(store_url)
+    head = engines.head_revision()
+    shown = engines.redact(store_url)
     if store_url.startswith("sqlite:"):
         code, out, err = cli("db", "current", store_url, store=False)
         assert code == 1 and err.startswith("error: No database at ")
@@ -332,7 +332,7 @@ def test_db_upgrade_and_current(store_url, cli, tmp_path):
     assert cli("runs", "list")[1] == "No runs.\n"
     assert cli("models", "list")[1] == "No registered models.\n"
 
-    engine = _engine.make_engine(store_url)
+    engine = engines.make_engine(store_url)
     with engine.begin() as conn:  # pretend an older modelpack made this database
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
     engine.dispose()

@@ -21,11 +21,11 @@ KILL_EVERY_CALL = textwrap.dedent("""
     import numpy as np
 
     import modelpack
-    from modelpack import _atomic
+    from modelpack import atomic
 
     mode, work = sys.argv[1], Path(sys.argv[2])
     if mode == "rename":  # a system or file system without an atomic exchange
-        _atomic.exchange = lambda a, b: False
+        atomic.exchange = lambda a, b: False
     pristine, target = work / "pristine" / "pkg", work / "out" / "pkg"
     old_id = modelpack.save(lambda x: x + 1, pristine, flavor="python").model_id
     new = lambda x: x * 2
@@ -46,7 +46,7 @@ KILL_EVERY_CALL = textwrap.dedent("""
         (os, ["rename", "replace", "mkdir", "rmdir", "unlink", "open", "fsync", "scandir"]),
         (builtins, ["open"]), (io, ["open"]),
         (shutil, ["rmtree", "copy2", "copyfile", "copytree"]),
-        (_atomic, ["rename_exchange"]),
+        (atomic, ["rename_exchange"]),
     ]:
         for name in names:
             setattr(mod, name, traced(getattr(mod, name)))

@@ -1,4 +1,4 @@
-"""Search filters: parsing, in-memory evaluation and error messages (store/_filter.py)."""
+"""Search filters: parsing, in-memory evaluation and error messages (store/filters.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from modelpack.errors import InvalidArgument
-from modelpack.store._filter import (
+from modelpack.store.filters import (
     And,
     Comparison,
     FilterError,

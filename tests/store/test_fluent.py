@@ -186,6 +186,6 @@ def test_set_tracking_uri(monkeypatch, tmp_path):
             modelpack.set_tracking_uri("")
     finally:
         os.environ.pop("MODELPACK_TRACKING_URI", None)
-        from modelpack.store import _engine
+        from modelpack.store import engines
 
-        _engine.dispose(url)
+        engines.dispose(url)

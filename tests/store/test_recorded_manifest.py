@@ -252,9 +252,9 @@ def sqlite_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELPACK_ARTIFACT_ROOT", str(tmp_path / "flip-artifacts"))
     monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
     yield modelpack.Client()
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    _engine.dispose(url)
+    engines.dispose(url)
 
 
 def test_every_single_byte_flip_in_a_registered_package_is_caught(

@@ -120,7 +120,7 @@ def doomed_database(postgres_server):
     """The URL of a new PostgreSQL database, and a function that drops it, connections and all."""
     import psycopg
 
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
     name = f"t_gone_{uuid.uuid4().hex[:8]}"
     conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -133,7 +133,7 @@ def doomed_database(postgres_server):
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     yield url, drop
-    _engine.dispose(url)
+    engines.dispose(url)
     drop()
 
 

@@ -226,13 +226,13 @@ def test_unreachable_postgres_names_the_uri_without_password(tmp_path):
 
 
 def test_schema_upgrade_is_explicit_and_idempotent(store_url):
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    engine = _engine.make_engine(store_url)
+    engine = engines.make_engine(store_url)
     try:
-        assert _engine.upgrade(engine) == _engine.head_revision()
-        assert _engine.upgrade(engine) == _engine.head_revision()
-        assert _engine.current_revision(engine) == _engine.head_revision()
+        assert engines.upgrade(engine) == engines.head_revision()
+        assert engines.upgrade(engine) == engines.head_revision()
+        assert engines.current_revision(engine) == engines.head_revision()
     finally:
         engine.dispose()
 
@@ -241,12 +241,12 @@ def test_migrated_schema_matches_the_table_definitions(store_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from modelpack.store import _engine
+    from modelpack.store import engines
     from modelpack.store.schema import metadata
 
-    engine = _engine.make_engine(store_url)
+    engine = engines.make_engine(store_url)
     try:
-        _engine.upgrade(engine)
+        engines.upgrade(engine)
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -269,12 +269,12 @@ def test_concurrent_first_opens_migrate_once(store_url):
     results = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
     assert [out.strip() for out, _ in results] == ["0"] * 4
-    from modelpack.store import _engine
+    from modelpack.store import engines
 
-    engine = _engine.make_engine(store_url)
+    engine = engines.make_engine(store_url)
     try:
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-        assert [v[0] for v in versions] == [_engine.head_revision()]
+        assert [v[0] for v in versions] == [engines.head_revision()]
     finally:
         engine.dispose()

@@ -1,4 +1,4 @@
-"""Search filters and orderings, compiled to SQL (the parser is ``_filter.py``), and paging:
+"""Search filters and orderings, compiled to SQL (the parser is ``filters.py``), and paging:
 one guard for ``max_results`` and one page-token format for every search."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from modelpack.errors import InvalidArgument
 from modelpack.store import schema as t
-from modelpack.store._filter import And, Comparison, Or, parse_filter
+from modelpack.store.filters import And, Comparison, Or, parse_filter
 
 RUN_ATTRIBUTES: Mapping[str, type] = {
     "run_id": str,
