@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelpack._paths import resolve_inside
 from modelpack.errors import InvalidArgument, SchemaError
 from modelpack.flavor import Predict, check_options, require
 from modelpack.flavors import _zipmap
+from modelpack.paths import resolve_inside
 
 NAME = "onnx"
 # The keys save() writes into the manifest's flavors.onnx, each with the values it may take

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelpack._paths import resolve_inside
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.flavor import Columns, Predict, check_options
+from modelpack.paths import resolve_inside
 from modelpack.python_model import Context, PythonModel
 
 NAME = "python"

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelpack._paths import resolve_inside
 from modelpack.errors import FormatError, InvalidArgument, SchemaError
 from modelpack.flavor import Predict, check_options, require
 from modelpack.flavors import _quiet
+from modelpack.paths import resolve_inside
 
 NAME = "torch"
 FORMATS = ("export", "torchscript", "pickle")

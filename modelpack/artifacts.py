@@ -1,7 +1,7 @@
 """Artifact storage: a local directory or an S3 prefix behind one small protocol (DESIGN.md §6).
 
 Every relative path that comes in (``dest``, ``src``, ``prefix``, ``path``) and every key that
-comes back from S3 passes ``modelpack._paths`` before it touches a file (DESIGN.md §9 rule 2).
+comes back from S3 passes ``modelpack.paths`` before it touches a file (DESIGN.md §9 rule 2).
 boto3 is imported only when an S3 store first talks to S3.
 """
 
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from modelpack._paths import MAX_PATH_BYTES, check_length, check_relative, resolve_inside
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
+from modelpack.paths import MAX_PATH_BYTES, check_length, check_relative, resolve_inside
+from modelpack.uris import redact
 
 __all__ = [
     "ArtifactStore",
@@ -30,14 +31,12 @@ __all__ = [
     "LocalArtifactStore",
     "S3ArtifactStore",
     "artifact_store",
-    "redact",
 ]
 
 ENDPOINT_ENV = "MODELPACK_S3_ENDPOINT_URL"
 _TMP_PREFIX = ".modelpack-tmp-"  # in-flight writes; never listed
 _DELETE_BATCH = 1000  # the most keys S3's DeleteObjects accepts per call
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")  # 2+ chars, so "C:" is not a scheme
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{1,254}$")
 
 
@@ -64,11 +63,6 @@ class ArtifactStore(Protocol):
     def delete(self, prefix: str) -> None: ...
     def local_path(self, path: str) -> Path | None: ...
     def list(self, prefix: str = "") -> list[FileInfo]: ...
-
-
-def redact(text: str) -> str:
-    """``text`` with every ``user:password@`` removed from the URLs in it."""
-    return _USERINFO.sub(r"\1", text)
 
 
 def artifact_store(uri: str) -> ArtifactStore:
@@ -98,6 +92,37 @@ def artifact_store(uri: str) -> ArtifactStore:
         f"Unsupported artifact store URI {redact(uri)!r} (scheme {scheme!r}). "
         "Supported: a local path, file:///abs/dir, s3://bucket/prefix."
     )
+
+
+def absolute_root(uri: str) -> str:
+    """An artifact root that is a local path, made absolute (what is stored of it, in runs'
+    artifact URIs and versions' storage locations, then resolves from any folder); a URI with a
+    scheme (``s3://``, ``file:///``) as it is."""
+    if not isinstance(uri, str) or not uri or _SCHEME.match(uri):
+        return uri
+    return os.path.abspath(uri)
+
+
+_REGISTRY_FOLDER = re.compile(r"registry/[0-9a-f]{32}")
+
+
+def registry_folder(root: str, location: str) -> str | None:
+    """``registry/<id>`` if ``location`` is a version folder of the registry under the
+    artifact root ``root``, else None: the only thing a version's deletion may remove.
+
+    For a local root the folder must also be itself on disk (no link swapped in on the way).
+    """
+    root = root.rstrip("/")
+    if not isinstance(location, str) or not location.startswith(f"{root}/"):
+        return None
+    rel = location[len(root) + 1 :]
+    if not _REGISTRY_FOLDER.fullmatch(rel):
+        return None
+    try:
+        artifact_store(root).local_path(rel)  # refuses a link or an escape on the real path
+    except InvalidArgument:
+        return None
+    return rel
 
 
 def _checked(rel: str, uri: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -70,8 +69,13 @@ class Client:
     def __init__(
         self, tracking_uri: str | None = None, artifact_root: str | None = None, create: bool = True
     ) -> None:
+        from modelpack.artifacts import absolute_root
+
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.artifact_root = artifact_root or default_artifact_root(self.tracking_uri)
+        # Absolute: runs and versions store paths under it, which must resolve from anywhere.
+        self.artifact_root = absolute_root(
+            artifact_root or default_artifact_root(self.tracking_uri)
+        )
         self.create = create
 
     @cached_property
@@ -291,7 +295,7 @@ class Client:
         **save_kwargs: Any,
     ) -> ModelInfo:
         """Save ``model`` as a package into the run's artifacts at ``name``."""
-        from modelpack._paths import check_relative
+        from modelpack.paths import check_relative
 
         check_relative(name, "Model artifact path")
         self._writable(run_id)
@@ -473,13 +477,17 @@ class Client:
         return self.store.get_model_history(name)
 
     def _remove_storage(self, location: str) -> None:
-        from modelpack.artifacts import artifact_store
+        from modelpack.artifacts import artifact_store, registry_folder
 
-        root = self.artifact_root.rstrip("/")
-        if location.startswith(root + "/"):
-            artifact_store(root).delete(location[len(root) + 1 :])
-        elif "://" not in location and Path(location).is_dir():
-            shutil.rmtree(location, ignore_errors=True)
+        # The store refused a foreign location before it deleted the row; checked again here,
+        # where the files are removed (a link may have been swapped in meanwhile).
+        folder = registry_folder(self.artifact_root, location)
+        if folder is None:
+            raise InvalidArgument(
+                f"Not removing {location!r}: it is not a folder of the registry's storage "
+                f"({self.artifact_root.rstrip('/')}/registry/<id>)."
+            )
+        artifact_store(self.artifact_root).delete(folder)
 
 
 def _artifact_folder(artifact_path: str | None) -> str:

@@ -8,8 +8,8 @@ import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from modelpack._paths import resolve_inside
 from modelpack.errors import FormatError, IntegrityError
+from modelpack.paths import resolve_inside
 
 MANIFEST = "modelpack.yaml"
 # Everything under these folders must be listed; elsewhere an unlisted file is tolerated

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelpack._paths import check_relative
 from modelpack.errors import FormatError, IntegrityError, NotFound
 from modelpack.integrity import FileTable
+from modelpack.paths import check_relative
 from modelpack.signature import Signature, _check_keys, _check_type, nearest
 
 __all__ = [

@@ -14,7 +14,6 @@ from types import MappingProxyType
 from typing import Any
 
 from modelpack import atomic
-from modelpack._paths import resolve_inside
 from modelpack._version import __version__
 from modelpack.errors import (
     AlreadyExists,
@@ -36,6 +35,7 @@ from modelpack.manifest import (
     write_file,
     write_manifest,
 )
+from modelpack.paths import resolve_inside
 from modelpack.resolution import resolve
 from modelpack.signature import Signature
 

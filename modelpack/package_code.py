@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from modelpack._paths import resolve_inside
 from modelpack.errors import FormatError, IntegrityError
+from modelpack.paths import resolve_inside
 
 __all__ = ["CodeSpace", "build", "check_shadows", "load_pickle", "shadowing"]
 

@@ -34,7 +34,7 @@ __all__ = [
 STAGES = ("None", "Staging", "Production", "Archived")
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/]+))/?$")
 _RUNS = re.compile(r"^runs:/(?P<run_id>[0-9A-Za-z_-]+)/(?P<path>.+?)/?$")
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s:@]*)(:[^/\s@]*)?@")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s]*)@")
 SUPPORTED = (
     "a local path, file://, runs:/<run_id>/<path>, models:/<name>/<version|stage|latest>, "
     "models:/<name>@<alias>, s3://bucket/prefix"
@@ -161,11 +161,11 @@ def resolve_local(uri: str | os.PathLike[str]) -> Path:
 
 
 def redact(text: object) -> str:
-    """``text`` with the password of every URL in it hidden (``user:***@``), and a bare token
-    (``token@``) too: for messages, logs and reprs."""
+    """``text`` with the password of every URL in it hidden: ``user:password@`` becomes
+    ``user:***@`` (as SQLAlchemy shows URLs), for messages, logs and reprs."""
 
     def hide(m: re.Match[str]) -> str:
-        user, password = m[2], m[3]
-        return f"{m[1]}{user}:***@" if password is not None else f"{m[1]}***@"
+        user, colon, _ = m[2].partition(":")
+        return f"{m[1]}{user}:***@" if colon else m[0]
 
     return _USERINFO.sub(hide, str(text))

@@ -79,9 +79,9 @@ def store_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[..., 
         except Exception as exc:
             if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
                 raise
-            from modelpack.artifacts import redact
             from modelpack.errors import ModelpackError
             from modelpack.store import default_tracking_uri
+            from modelpack.uris import redact
 
             uri = args.tracking_uri or default_tracking_uri()
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()

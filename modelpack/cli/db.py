@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from modelpack.cli.common import add_store_options, print_json, store_errors, usage
+from modelpack.uris import redact
 
 
 def add_parsers(commands: Any) -> None:
@@ -70,7 +71,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         revision = engines.upgrade(engine)
     finally:
         engine.dispose()
-    url = engines.redact(args.tracking_uri)  # as the user wrote it, password hidden
+    url = redact(args.tracking_uri)  # as the user wrote it, password hidden
     if args.json:
         print_json({"url": url, "previous": before, "revision": revision})
     elif before == revision:
@@ -90,7 +91,7 @@ def cmd_current(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     head = engines.head_revision()
-    url = engines.redact(args.tracking_uri)  # as the user wrote it, password hidden
+    url = redact(args.tracking_uri)  # as the user wrote it, password hidden
     if args.json:
         print_json({"url": url, "revision": current, "head": head, "up_to_date": current == head})
     elif current is None:

@@ -1,7 +1,7 @@
 """The tracking store: experiments, runs and the model registry, in SQL (SQLite or PostgreSQL).
 
 This module says where the store is (``default_tracking_uri``, ``default_artifact_root``) and
-opens it (``open_store``); the SQL itself (``sql.py``, ``_registry.py``) imports SQLAlchemy, so
+opens it (``open_store``); the SQL itself (``sql.py``, ``registry.py``) imports SQLAlchemy, so
 it is imported only when a store is opened, never by ``import modelpack``.
 """
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from modelpack.errors import Conflict, InvalidArgument, ModelpackError, NotFound
+from modelpack.uris import redact
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A write that loses a deadlock or a serialization check is run again, this many times in all,
@@ -25,18 +26,6 @@ ATTEMPTS = 5
 _RETRIED = {"40P01": "deadlock detected", "40001": "serialization failure"}
 # Any constant works: it only has to be the same in every process that upgrades.
 _PG_LOCK_KEY = 0x6D6F64656C7061
-
-
-def redact(url: str | sa.URL) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as it came, minus userinfo
-        text = str(url)
-        if "@" in text and "://" in text:
-            scheme, rest = text.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return text
 
 
 def make_engine(url: str) -> sa.Engine:

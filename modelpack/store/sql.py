@@ -1,4 +1,4 @@
-"""The SQL store: experiments and runs here, the model registry in ``_registry.py``.
+"""The SQL store: experiments and runs here, the model registry in ``registry.py``.
 
 Every write is one transaction. Constructors do no I/O: ``SqlStore(engine, artifact_root)``
 holds the engine; ``SqlStore.open(url, artifact_root)`` builds one and upgrades the schema if
@@ -29,7 +29,8 @@ from modelpack.entities import (
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 from modelpack.store import engines, search, validation
 from modelpack.store import schema as t
-from modelpack.store._registry import RegistryMixin
+from modelpack.store.registry import RegistryMixin
+from modelpack.uris import redact
 
 __all__ = ["SqlStore", "ViewType"]
 
@@ -71,8 +72,12 @@ class SqlStore(RegistryMixin):
     """Experiments, runs and registered models in one SQL database."""
 
     def __init__(self, engine: sa.Engine, artifact_root: str) -> None:
+        from modelpack.artifacts import absolute_root
+
         self.engine = engine
-        self.artifact_root = artifact_root.rstrip("/")
+        # Stored in every run's artifact URI and version's location: absolute, so they resolve
+        # from any folder (a relative root would be relative to whichever folder wrote it).
+        self.artifact_root = absolute_root(artifact_root).rstrip("/")
 
     @classmethod
     def open(cls, url: str, artifact_root: str, create: bool = True) -> SqlStore:
@@ -85,7 +90,7 @@ class SqlStore(RegistryMixin):
 
     @property
     def url(self) -> str:
-        return engines.redact(self.engine.url)
+        return redact(self.engine.url)
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
@@ -153,7 +158,9 @@ class SqlStore(RegistryMixin):
     ) -> str:
         validation.name(name, "Experiment name")
         experiment_id = uuid.uuid4().hex
-        location = artifact_location or f"{self.artifact_root}/{experiment_id}"
+        from modelpack.artifacts import absolute_root
+
+        location = absolute_root(artifact_location or f"{self.artifact_root}/{experiment_id}")
         stamp = now_ms()
         try:
             with self._begin() as conn:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from modelpack.cli import main
+from modelpack.uris import redact
 
 SECRET_URL = "postgresql://postgres:SECRET@127.0.0.1:1/x"
 
@@ -313,7 +314,7 @@ def test_db_upgrade_and_current(store_url, cli, tmp_path):
     from modelpack.store import engines
 
     head = engines.head_revision()
-    shown = engines.redact(store_url)
+    shown = redact(store_url)
     if store_url.startswith("sqlite:"):
         code, out, err = cli("db", "current", store_url, store=False)
         assert code == 1 and err.startswith("error: No database at ")

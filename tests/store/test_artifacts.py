@@ -17,9 +17,9 @@ from modelpack.artifacts import (
     LocalArtifactStore,
     S3ArtifactStore,
     artifact_store,
-    redact,
 )
 from modelpack.errors import InvalidArgument, ModelpackError, NotFound
+from modelpack.uris import redact
 
 BINARY = bytes(range(256)) * 64 + b"\x00\xff" * 1000
 TREE = {
@@ -326,7 +326,8 @@ def test_s3_unreachable_endpoint_names_it_without_credentials(aws_credentials):
         with pytest.raises(ModelpackError) as info:
             S3ArtifactStore("bucket", "p", client=client).list()
     assert str(info.value) == (
-        f"Cannot reach S3 endpoint http://127.0.0.1:{port} for s3://bucket/p: connection refused."
+        f"Cannot reach S3 endpoint http://user:***@127.0.0.1:{port} for s3://bucket/p: "
+        f"connection refused."
     )
     assert "secret" not in str(info.value) and "testing" not in str(info.value)
 
@@ -402,7 +403,7 @@ def test_artifact_store_dispatches_on_the_uri(tmp_path, monkeypatch):
             "Unsupported artifact store URI 'gs://bucket/p' (scheme 'gs'). "
             "Supported: a local path, file:///abs/dir, s3://bucket/prefix.",
         ),
-        ("https://user:pw@host/x", "Unsupported artifact store URI 'https://host/x'"),
+        ("https://user:pw@host/x", "Unsupported artifact store URI 'https://user:***@host/x'"),
         ("file://remote/x", "file URI 'file://remote/x' names host 'remote'"),
         ("s3://", "Invalid S3 bucket name '': expected s3://bucket/prefix."),
         ("s3://bucket/a/../b", "Artifact path 'a/../b': must not contain '..'"),
@@ -417,12 +418,13 @@ def test_artifact_store_rejects_bad_uris(uri, message):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("http://user:secret@host:9000", "http://host:9000"),
-        ("https://key:p@ss@minio:9000/bucket", "https://minio:9000/bucket"),
-        ("endpoint http://u:s@h:1 failed", "endpoint http://h:1 failed"),
+        ("http://user:secret@host:9000", "http://user:***@host:9000"),
+        ("https://key:p@ss@minio:9000/bucket", "https://key:***@minio:9000/bucket"),
+        ("endpoint http://u:s@h:1 failed", "endpoint http://u:***@h:1 failed"),
+        ("postgresql://postgres@db:5432/x", "postgresql://postgres@db:5432/x"),
         ("http://host:9000/path@v2", "http://host:9000/path@v2"),
         ("s3://bucket/prefix", "s3://bucket/prefix"),
     ],
 )
-def test_redact_removes_userinfo(text, expected):
+def test_redact_hides_passwords(text, expected):
     assert redact(text) == expected

@@ -69,6 +69,7 @@ def alias_name(alias: Any) -> str:
 
 class RegistryMixin:
     engine: sa.Engine
+    artifact_root: str
 
     def _begin(self) -> Any: ...
 
@@ -385,6 +386,8 @@ class RegistryMixin:
                 .where(t.model_versions.c.model == rm.id)
                 .order_by(t.model_versions.c.version)
             ).all()
+            for row in rows:
+                self._check_storage(rm, row)
             if not force:
                 for row in rows:
                     self._check_deletable(conn, rm, row)
@@ -758,6 +761,32 @@ class RegistryMixin:
             row = self._version_row(conn, rm, version)
             return self._versions(conn, [row], {rm.id: rm.name})[0]
 
+    def _check_storage(self, rm: Any, row: Any) -> None:
+        """Refuse, before anything is deleted, a version whose row names storage outside this
+        registry's ``<artifact root>/registry/<id>`` folders: deleting it would remove what
+        the row names, and a row can be altered, or written under another artifact root.
+
+        The row is kept too: deleting it alone would leave its files where no garbage
+        collection of this root looks, or hide the evidence of a tampered row.
+        """
+        from modelpack.artifacts import registry_folder
+
+        location = row.storage_location
+        if registry_folder(self.artifact_root, location) is not None:
+            return
+        other = re.fullmatch(r"(?P<root>.+)/registry/[0-9a-f]{32}", str(location))
+        how = (
+            f"It was registered under the artifact root {other['root']!r}: delete it with "
+            f"Client(artifact_root={other['root']!r})."
+            if other and other["root"] != self.artifact_root
+            else "The row may have been altered; check it before removing anything by hand."
+        )
+        raise InvalidArgument(
+            f"Refusing to delete version {row.version} of {rm.name!r}: its storage location "
+            f"{location!r} is not a folder of this registry's storage "
+            f"({self.artifact_root}/registry/<id>), so nothing was deleted. {how}"
+        )
+
     def _check_deletable(self, conn: sa.Connection, rm: Any, row: Any) -> None:
         held = (
             conn.execute(
@@ -785,6 +814,7 @@ class RegistryMixin:
         def body(conn: sa.Connection) -> str:
             rm = self._rm_row(conn, name, lock="row")
             row = self._version_row(conn, rm, version)
+            self._check_storage(rm, row)
             if not force:
                 self._check_deletable(conn, rm, row)
             where = (
