@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from modelpack import atomic
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
 from modelpack.paths import MAX_PATH_BYTES, check_length, check_relative, resolve_inside
 from modelpack.uris import redact
@@ -246,9 +247,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     try:
         shutil.copyfile(src, tmp)
         shutil.copymode(src, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
+        atomic.publish(tmp, dst)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(tmp)

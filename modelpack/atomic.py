@@ -1,4 +1,8 @@
-"""Atomic directory exchange (Linux ``renameat2(RENAME_EXCHANGE)``) and directory fsync.
+"""Atomic, durable writes: the one home of fsync and of publishing by rename.
+
+``write_durably`` writes a file inside a staging folder; ``publish`` moves a finished temp file
+into place (readers see all of it or none) and makes the rename durable; ``fsync_tree`` and
+``fsync_dir`` flush a staged folder before it is renamed into place.
 
 Replacing a package directory with ``rename`` alone takes two steps (old aside, new in), and a
 kill between them leaves nothing at the path. ``exchange`` swaps two paths in one system
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["exchange", "fsync_dir"]
+__all__ = ["exchange", "fsync_dir", "fsync_file", "fsync_tree", "publish", "write_durably"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -86,10 +90,39 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the entries of the directory ``path`` durable (renames into or out of it)."""
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush the file (or directory) at ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the entries of the directory ``path`` durable (renames into or out of it)."""
+    fsync_file(path)
+
+
+def fsync_tree(root: str | os.PathLike[str]) -> None:
+    """Flush every file and folder under ``root`` (a staging folder about to be published)."""
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            fsync_file(os.path.join(dirpath, name))
+        fsync_file(dirpath)
+
+
+def write_durably(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it (a file in a staging folder: no rename here)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def publish(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move the finished file ``tmp`` to ``target`` in one rename, durably: readers of
+    ``target`` see the old file or the whole new one, and a crash keeps one of them."""
+    fsync_file(tmp)
+    os.replace(tmp, target)
+    fsync_dir(os.path.dirname(os.path.abspath(target)))

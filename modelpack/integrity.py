@@ -11,7 +11,8 @@ from pathlib import Path
 from modelpack.errors import FormatError, IntegrityError
 from modelpack.paths import resolve_inside
 
-MANIFEST = "modelpack.yaml"
+# The manifest's file name: the one file of a package no manifest can hash.
+MANIFEST_NAME = "modelpack.yaml"
 # Everything under these folders must be listed; elsewhere an unlisted file is tolerated
 # (a README a person added, say), but still never loaded.
 STRICT_DIRS = ("model", "code", "artifacts")
@@ -104,7 +105,7 @@ def hash_tree(root: Path) -> FileTable:
         count = _hard_links(os.lstat(path))
         if count:
             raise FormatError(_linked(rel, count))
-        if rel != MANIFEST:
+        if rel != MANIFEST_NAME:
             hashes[rel], sizes[rel] = _hash_and_size(path)
     return FileTable(hashes, sizes)
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelpack import atomic
 from modelpack.errors import FormatError, IntegrityError, NotFound
-from modelpack.integrity import FileTable
+from modelpack.integrity import MANIFEST_NAME, FileTable
 from modelpack.paths import check_relative
 from modelpack.signature import Signature, _check_keys, _check_type, nearest
 
@@ -40,7 +41,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
-MANIFEST_NAME = "modelpack.yaml"
 MAX_MANIFEST_BYTES = 1 << 20
 
 _REQUIRED = (
@@ -496,12 +496,4 @@ def dump_yaml(data: Any) -> str:
 
 
 def write_manifest(package: Path, manifest: Manifest) -> None:
-    write_file(package / MANIFEST_NAME, dump_yaml(manifest.to_dict()).encode("utf-8"))
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write and fsync ``data`` to ``path`` (inside a staging directory, so no rename here)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic.write_durably(package / MANIFEST_NAME, dump_yaml(manifest.to_dict()).encode("utf-8"))

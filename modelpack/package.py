@@ -32,7 +32,6 @@ from modelpack.manifest import (
     Manifest,
     dump_yaml,
     read_manifest,
-    write_file,
     write_manifest,
 )
 from modelpack.paths import resolve_inside
@@ -390,21 +389,6 @@ def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> l
     return rels
 
 
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _publish(staging: Path, target: Path, overwrite: bool) -> None:
     """Put the finished staging directory at ``target``: a kill at any instant leaves the old
     package or the new one there (DESIGN.md §9 rule 7)."""
@@ -572,7 +556,7 @@ def save(
             metadata or {},
             flavor_options,
         )
-        _fsync_tree(staging)
+        atomic.fsync_tree(staging)
         _publish(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -606,7 +590,7 @@ def _build(
     example_rel = None
     if example is not None:
         payload = encode_input(example)
-        write_file(staging / INPUT_EXAMPLE, json.dumps(payload).encode("utf-8"))
+        atomic.write_durably(staging / INPUT_EXAMPLE, json.dumps(payload).encode("utf-8"))
         example_rel = INPUT_EXAMPLE
 
     if signature is None and infer and example is not None:
@@ -675,8 +659,8 @@ def _build(
     else:
         reqs = list(given_reqs)
     reqs += [r for r in extra_reqs if r not in reqs]
-    write_file(staging / "requirements.txt", ("\n".join(reqs) + "\n").encode("utf-8"))
-    write_file(staging / "python_env.yaml", dump_yaml(python_env()).encode("utf-8"))
+    atomic.write_durably(staging / "requirements.txt", ("\n".join(reqs) + "\n").encode("utf-8"))
+    atomic.write_durably(staging / "python_env.yaml", dump_yaml(python_env()).encode("utf-8"))
 
     manifest = Manifest(
         model_id=uuid.uuid4().hex,

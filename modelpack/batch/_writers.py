@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from modelpack import atomic
 from modelpack.batch._formats import STDIO, pyarrow
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -62,17 +63,7 @@ class Target:
         self.tmp = self.path.parent / gc.tmp_name(self.path.name)
         try:
             yield self.tmp
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self.tmp, self.path)
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            atomic.publish(self.tmp, self.path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)

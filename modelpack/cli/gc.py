@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.cli.common import add_store_options, open_client, print_json, store_errors
+from modelpack.integrity import MANIFEST_NAME
 
 
 def add_parsers(commands: Any) -> None:
@@ -48,7 +49,7 @@ def _folder(path: str) -> Path:
     from modelpack.errors import NotFound
 
     p = Path(path)
-    if not p.exists() or (p / "modelpack.yaml").is_file():
+    if not p.exists() or (p / MANIFEST_NAME).is_file():
         p = p.parent  # a package (or where one should be): its leftovers lie beside it
     if not p.is_dir():
         raise NotFound(f"{path!r} is not a folder; give the folder packages are saved in.")
