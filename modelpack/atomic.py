@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +51,7 @@ def _renameat2() -> Callable[[bytes, bytes], int] | None:
             return 0 if ok else ctypes.get_errno()
 
         return call
-    number = _SYS_RENAMEAT2.get(platform.machine().lower())
+    number = _SYS_RENAMEAT2.get(os.uname().machine.lower())
     syscall: Any = getattr(libc, "syscall", None)
     if number is None or syscall is None:
         return None

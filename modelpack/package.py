@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import logging
 import os
 import shutil
 import uuid
@@ -41,7 +40,6 @@ from modelpack.signature import Signature
 __all__ = ["Package", "load", "save", "verify"]
 
 INPUT_EXAMPLE = "input_example.json"
-log = logging.getLogger(__name__)
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -646,7 +644,9 @@ def _build(
             )
 
     if signature is None:
-        log.warning(
+        import logging  # here, not at import: logging costs `import modelpack` ~4 ms
+
+        logging.getLogger(__name__).warning(
             "Saved without a signature (no input_example): inputs are not checked, /v2 "
             "metadata lists no inputs, and a server cannot smoke-test a new version before "
             "serving it. Pass input_example=X[:5] to get all three."
