@@ -359,6 +359,10 @@ class Client:
             if isinstance(parsed, uris.RunURI)
             else (manifest.source or {}).get("run_id")
         )
+        from modelpack import gc
+
+        gc.collect_registrations(self)  # copies killed registrations left behind
+        marker = gc.mark_registration(self, relative)
         try:
             root.put_dir(source, relative)
             return self.store.create_model_version(
@@ -375,6 +379,9 @@ class Client:
         except BaseException:
             root.delete(relative)
             raise
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
 
     def create_registered_model(
         self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None

@@ -310,3 +310,52 @@ def _referenced_ids(client: Any) -> Iterable[str]:
                 yield m["id"]
         if token is None:
             return
+
+
+OWNER_SUFFIX = ".modelpack-owner"
+
+
+def mark_registration(client: Any, relative: str) -> Path | None:
+    """Mark ``registry/<id>`` (about to be copied, local roots only) as this process's, so the
+    next registration can tell a killed one's copy from one still running; the marker is
+    removed once the version is committed or the copy deleted."""
+    from modelpack import _owner
+    from modelpack.artifacts import artifact_store
+
+    local = artifact_store(client.artifact_root).local_path(relative)
+    if local is None:
+        return None
+    local.parent.mkdir(parents=True, exist_ok=True)
+    marker = local.with_name(local.name + OWNER_SUFFIX)
+    marker.write_text(_owner.token())
+    return marker
+
+
+def collect_registrations(client: Any) -> list[Path]:
+    """Remove the copies of registrations whose process is gone (marked, not referenced by
+    any version); returns the folders removed."""
+    from modelpack import _owner
+    from modelpack.artifacts import artifact_store
+
+    registry = artifact_store(client.artifact_root).local_path("registry")
+    if registry is None or not registry.is_dir():
+        return []
+    dead = []
+    for marker in registry.glob(f"*{OWNER_SUFFIX}"):
+        try:
+            owner = marker.read_text().strip()
+        except OSError:
+            continue
+        if _owner.alive(owner) is False:
+            dead.append(marker)
+    if not dead:
+        return []
+    referenced = set(_referenced_ids(client))
+    removed = []
+    for marker in dead:
+        folder = marker.with_name(marker.name[: -len(OWNER_SUFFIX)])
+        if folder.name not in referenced:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        marker.unlink(missing_ok=True)
+    return removed
