@@ -127,8 +127,13 @@ def test_metrics_add_up_over_workers_whichever_answers(tmp_path, forest, xy):
     )
     body = {"inputs": xy[0][:2].tolist()}
     with running(server):
+        # /ready answers once one worker is up; the other may still be loading its model.
+        deadline = time.monotonic() + 60
+        while server.logs(100_000).count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.1)
         sent, served_by = 0, set()
-        deadline = time.monotonic() + 30  # the second worker may still be loading its model
+        deadline = time.monotonic() + 30
         while len(served_by) < 2 and time.monotonic() < deadline:
             responses, held = asyncio.run(_all_at_once(server, [body] * 8))
             assert [r.status_code for r in responses] == [200] * 8, server.logs()
@@ -138,8 +143,13 @@ def test_metrics_add_up_over_workers_whichever_answers(tmp_path, forest, xy):
         assert len(served_by) == 2, (served_by, server.logs())
 
         # Both workers served some of the requests, so a worker alone counts fewer than sent.
-        scraped_by = set()
-        for _ in range(5):
+        # Rounds go on (bounded) until both workers have answered a scrape: on a loaded
+        # machine the kernel may hand one worker every connection for a while.
+        scraped_by: set[int] = set()
+        deadline = time.monotonic() + 30
+        for done in range(60):
+            if (scraped_by == served_by and done >= 5) or time.monotonic() > deadline:
+                break
             responses, held = asyncio.run(_all_at_once(server, [None] * 6))
             scraped_by |= set(held)
             for response in responses:

@@ -181,7 +181,7 @@ def _check_registry(client: Client, name: str, model_id: str) -> list:
 
 def _registry_dirs(client: Client) -> set[str]:
     registry = Path(client.artifact_root, "registry")
-    return {str(p) for p in registry.iterdir()} if registry.is_dir() else set()
+    return {str(p) for p in registry.iterdir() if p.is_dir()} if registry.is_dir() else set()
 
 
 # ---------------------------------------------------------------------------- 1. versions
