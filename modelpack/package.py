@@ -29,12 +29,14 @@ from modelpack.integrity import hash_tree, verify_files
 from modelpack.manifest import (
     MANIFEST_NAME,
     Manifest,
+    check_recorded,
     dump_yaml,
-    read_manifest,
+    parse_manifest,
+    read_manifest_bytes,
     write_manifest,
 )
 from modelpack.paths import resolve_inside
-from modelpack.resolution import resolve
+from modelpack.resolution import Recorded, resolve_recorded
 from modelpack.signature import Signature
 
 __all__ = ["Package", "load", "save", "verify"]
@@ -182,15 +184,27 @@ def load(uri: str | os.PathLike[str], *, flavor: str | None = None, **options: A
         >>> pack = modelpack.load("churn")
         >>> pack.predict(df)
     """
-    root = resolve(uri)
-    return _consistent(root, lambda: _load_once(root, flavor, options))
+    root, recorded = resolve_recorded(uri)
+    return _consistent(root, lambda: _load_once(root, flavor, options, recorded))
 
 
-def _load_once(root: Path, flavor: str | None, options: dict[str, Any]) -> Package:
+def _read_checked(root: Path, recorded: Recorded | None) -> Manifest:
+    """The manifest at ``root``, read once: the bytes checked against the store's record are
+    the bytes parsed (a manifest swapped in after resolution is caught), then every file."""
+    data = read_manifest_bytes(root)
+    if recorded is not None:
+        check_recorded(root, data, recorded.sha256, recorded.what, recorded.by)
+    manifest = parse_manifest(data, root / MANIFEST_NAME)
+    verify_files(root, manifest.files)
+    return manifest
+
+
+def _load_once(
+    root: Path, flavor: str | None, options: dict[str, Any], recorded: Recorded | None
+) -> Package:
     from modelpack import package_code
 
-    manifest = read_manifest(root)
-    verify_files(root, manifest.files)
+    manifest = _read_checked(root, recorded)
     name = stored_flavor(manifest, flavor)
     module = get_flavor(name)
     config = manifest.flavors[name]
@@ -325,14 +339,8 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
     Raises:
         IntegrityError: naming each modified, missing or unlisted file.
     """
-    root = resolve(uri)
-
-    def read() -> Manifest:
-        manifest = read_manifest(root)
-        verify_files(root, manifest.files)
-        return manifest
-
-    return _consistent(root, read)
+    root, recorded = resolve_recorded(uri)
+    return _consistent(root, lambda: _read_checked(root, recorded))
 
 
 # ---------------------------------------------------------------------------- save
