@@ -21,22 +21,6 @@ def saved(tmp_path, forest, xy):
     return path
 
 
-@pytest.fixture
-def deserializations(monkeypatch):
-    """Each call of the sklearn flavor's loader (the only way to its unpickler), recorded."""
-    from modelpack.flavors import sklearn
-
-    calls: list[str] = []
-    real = sklearn.load
-
-    def load(src, config, **options):
-        calls.append(str(src))
-        return real(src, config, **options)
-
-    monkeypatch.setattr(sklearn, "load", load)
-    return calls
-
-
 # ------------------------------------------------------------------ hard links
 
 

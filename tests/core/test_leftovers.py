@@ -7,29 +7,16 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import modelpack
 from modelpack import gc
 
-SLOW_SAVE = textwrap.dedent("""
-    import sys, time, pathlib
-    import modelpack
 
-    class Slow(modelpack.PythonModel):
-        def __reduce__(self):
-            pathlib.Path(sys.argv[2]).write_text("pickling")
-            time.sleep(60)
-            return (Slow, ())
-
-    modelpack.save(Slow(), sys.argv[1], flavor="python")
-""")
-
-
-def test_a_killed_save_leaves_a_folder_named_after_it_that_the_next_save_removes(tmp_path):
-    script, marker = tmp_path / "slow.py", tmp_path / "marker"
-    script.write_text(SLOW_SAVE)
+def test_a_killed_save_leaves_a_folder_named_after_it_that_the_next_save_removes(
+    tmp_path, slow_save
+):
+    script, marker = slow_save, tmp_path / "marker"
     folder = tmp_path / "models"
     proc = subprocess.Popen([sys.executable, str(script), str(folder / "a"), str(marker)])
     deadline = time.monotonic() + 30

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -303,23 +302,8 @@ def test_missing_framework_names_the_extra(
     assert modelpack.load(tmp_path / "python").predict(np.ones(2)).tolist() == [1.0, 1.0]
 
 
-SLOW_SAVE = textwrap.dedent("""
-    import sys, time, pathlib
-    import modelpack
-
-    class Slow(modelpack.PythonModel):
-        def __reduce__(self):
-            pathlib.Path(sys.argv[2]).write_text("pickling")
-            time.sleep(60)
-            return (Slow, ())
-
-    modelpack.save(Slow(), sys.argv[1], flavor="python")
-""")
-
-
-def test_save_killed_midway_leaves_no_package(tmp_path):
-    script = tmp_path / "slow.py"
-    script.write_text(SLOW_SAVE)
+def test_save_killed_midway_leaves_no_package(tmp_path, slow_save):
+    script = slow_save
     target, marker = tmp_path / "pkg", tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, str(script), str(target), str(marker)])
     deadline = time.monotonic() + 30
