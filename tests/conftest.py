@@ -139,3 +139,22 @@ def tracking_env(monkeypatch, store_url, tmp_path):
     monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MODELPACK_EXPERIMENT_NAME", raising=False)
     return store_url
+
+
+# ---------------------------------------------------------------------------- the real MLflow
+
+
+@pytest.fixture(scope="session")
+def mlflow_env():
+    """The real ``mlflow==3.17.2`` in a virtualenv of its own (tests/mlflow_env.py): built
+    once per machine; a test runs scripts there with ``mlflow_env.run/json``."""
+    import os
+
+    from mlflow_env import MlflowEnv, MlflowUnavailable, build
+
+    try:
+        return MlflowEnv(build())
+    except MlflowUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"the MLflow virtualenv could not be built: {exc}")
