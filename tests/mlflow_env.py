@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 MLFLOW = "mlflow==3.17.2"
+# What MLflow needs beside itself here: its PostgreSQL driver (an MLflow store on PostgreSQL).
+EXTRAS = ("psycopg2-binary>=2.9",)
 # Frameworks whose files cross between the two environments: pinned to this environment's.
 SHARED = ("scikit-learn", "numpy", "scipy", "cloudpickle", "onnx", "onnxruntime", "skops")
 QUIET = {
@@ -47,7 +49,7 @@ class MlflowUnavailable(RuntimeError):
 
 def requirements() -> list[str]:
     pins = [f"{name}=={metadata.version(name)}" for name in SHARED]
-    return [MLFLOW, *pins]
+    return [MLFLOW, *EXTRAS, *pins]
 
 
 def _torch_pin() -> str:
