@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelpack import errors
+from modelpack import data, errors
 from modelpack._version import __version__
 from modelpack.client import Client
 from modelpack.entities import ModelInfo, ModelVersion, RegisteredModel, Run
@@ -41,9 +41,11 @@ from modelpack.tracking import (
     ActiveRun,
     active_run,
     end_run,
+    get_run,
     get_tracking_uri,
     log_artifact,
     log_artifacts,
+    log_input,
     log_metric,
     log_metrics,
     log_model,
@@ -70,9 +72,11 @@ __all__ = [
     "Run",
     "active_run",
     "end_run",
+    "get_run",
     "get_tracking_uri",
     "log_artifact",
     "log_artifacts",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
@@ -106,6 +110,7 @@ __all__ = [
     "TensorSpec",
     "UnknownFlavor",
     "__version__",
+    "data",
     "errors",
     "infer_signature",
     "load",

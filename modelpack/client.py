@@ -5,7 +5,6 @@ A ``Client`` holds a tracking URI and an artifact root; it opens the store on fi
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import tempfile
@@ -29,22 +28,13 @@ from modelpack.entities import (
 )
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.package import save
+from modelpack.run_context import current_user
 from modelpack.store import default_artifact_root, default_tracking_uri, open_store
 
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
 
 __all__ = ["Client", "default_artifact_root", "default_tracking_uri"]
-
-
-def current_user() -> str:
-    user = os.environ.get("MODELPACK_USER")
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def manifest_sha256(package: Path) -> str:
@@ -169,6 +159,10 @@ class Client:
                 raise InvalidArgument(f"Metric {key!r}: step must be an integer, got {step!r}.")
             points.append(Metric(key, metric_value(key, value), ts or stamp, step))
         self.store.log_batch(run_id, metrics=points, params=params, tags=tags)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[Any] | None = None) -> None:
+        """Record the ``DatasetInput`` s a running run used (MLflow's ``log_inputs``)."""
+        self.store.log_inputs(run_id, list(datasets or ()))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return self.store.get_metric_history(run_id, key)

@@ -17,8 +17,11 @@ from modelpack.uris import STAGES, model_uri
 
 __all__ = [
     "STAGES",
+    "Dataset",
+    "DatasetInput",
     "Experiment",
     "HistoryRecord",
+    "InputTag",
     "Metric",
     "ModelInfo",
     "ModelVersion",
@@ -26,6 +29,7 @@ __all__ = [
     "Run",
     "RunData",
     "RunInfo",
+    "RunInputs",
     "RunStatus",
     "canonical_stage",
     "at_ms",
@@ -56,6 +60,14 @@ def canonical_stage(stage: str | None) -> str:
 
 def to_ms(when: _dt.datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _exact_ms(when: _dt.datetime) -> int:
+    """Epoch milliseconds in integer arithmetic (a float timestamp can land one ms short)."""
+    return (when - _EPOCH) // _dt.timedelta(milliseconds=1)
 
 
 def now_ms() -> int:
@@ -106,6 +118,12 @@ class Metric(_Dict):
 
 @dataclass(frozen=True)
 class RunInfo(_Dict):
+    """A run's attributes.
+
+    ``start_time`` and ``end_time`` are aware UTC datetimes, where MLflow has epoch
+    milliseconds (ints): ``start_time_ms`` and ``end_time_ms`` give MLflow's numbers.
+    """
+
     run_id: str
     experiment_id: str
     run_name: str
@@ -117,6 +135,20 @@ class RunInfo(_Dict):
     lifecycle_stage: str
     parent_run_id: str | None = None
 
+    @property
+    def run_uuid(self) -> str:  # MLflow's older name for run_id
+        return self.run_id
+
+    @property
+    def start_time_ms(self) -> int:
+        """``start_time`` in milliseconds since the epoch (what MLflow's ``start_time`` is)."""
+        return _exact_ms(self.start_time)
+
+    @property
+    def end_time_ms(self) -> int | None:
+        """``end_time`` in milliseconds since the epoch, or None while the run is running."""
+        return None if self.end_time is None else _exact_ms(self.end_time)
+
 
 @dataclass(frozen=True)
 class RunData(_Dict):
@@ -126,9 +158,42 @@ class RunData(_Dict):
 
 
 @dataclass(frozen=True)
+class InputTag(_Dict):
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Dataset(_Dict):
+    """A dataset as the store records it (MLflow's ``mlflow.entities.Dataset``): ``source``,
+    ``schema`` and ``profile`` are JSON strings."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInput(_Dict):
+    """A dataset a run used, with the input's tags (``mlflow.data.context``: "training"...)."""
+
+    dataset: Dataset
+    tags: tuple[InputTag, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunInputs(_Dict):
+    dataset_inputs: tuple[DatasetInput, ...] = ()
+
+
+@dataclass(frozen=True)
 class Run(_Dict):
     info: RunInfo
     data: RunData
+    inputs: RunInputs = field(default_factory=RunInputs)
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelpack.client import Client, current_user
+from modelpack import run_context
+from modelpack.client import Client
 from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus
 from modelpack.errors import InvalidArgument
 
@@ -26,9 +24,11 @@ __all__ = [
     "ActiveRun",
     "active_run",
     "end_run",
+    "get_run",
     "get_tracking_uri",
     "log_artifact",
     "log_artifacts",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
@@ -113,55 +113,6 @@ def active_run() -> ActiveRun | None:
     return stack[-1] if stack else None
 
 
-def _installed(path: Path) -> bool:
-    """Whether ``path`` belongs to a Python installation (a runner like pytest or ipykernel,
-    the standard library, a console script) rather than to the user's own code."""
-    import site
-    import sysconfig
-
-    paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")}
-    roots |= {site.getusersitepackages(), os.path.join(site.getuserbase(), "bin")}
-    return any(path.is_relative_to(root) for root in roots if root)
-
-
-def _user_source() -> Path | None:
-    """The user's script: ``__main__``'s file, unless a runner installed with Python is the
-    main module (``python -m pytest``, a notebook kernel), then the innermost caller's file
-    outside modelpack and the installation."""
-    main = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[:1] or [""])[0]
-    if main and Path(main).is_file() and not _installed(Path(main).resolve()):
-        return Path(main).resolve()
-    ours = Path(__file__).resolve().parent
-    frame = sys._getframe(1)
-    while frame is not None:
-        path = Path(frame.f_code.co_filename)
-        if path.is_file():
-            path = path.resolve()
-            if not path.is_relative_to(ours) and not _installed(path):
-                return path
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def _source_tags() -> dict[str, str]:
-    source = _user_source()
-    tags = {
-        "modelpack.user": current_user(),
-        "modelpack.source.name": str(source) if source else "<interactive>",
-    }
-    folder = source.parent if source else Path.cwd()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return tags
-    if commit.returncode == 0 and commit.stdout.strip():
-        tags["modelpack.source.git.commit"] = commit.stdout.strip()
-    return tags
-
-
 def start_run(
     experiment: str | None = None,
     run_name: str | None = None,
@@ -183,7 +134,7 @@ def start_run(
     client = stack[-1].client if stack else Client()
     name = experiment or os.environ.get("MODELPACK_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     exp = client.store.get_or_create_experiment(name)
-    all_tags = {**_source_tags(), **{str(k): v for k, v in (tags or {}).items()}}
+    all_tags = {**run_context.source_tags(), **{str(k): v for k, v in (tags or {}).items()}}
     parent = stack[-1].info.run_id if stack else None
     if parent:
         all_tags["modelpack.parentRunId"] = parent
@@ -290,3 +241,39 @@ def search_runs(
     return Client().search_runs(
         experiment_names=experiment_names, filter_string=filter_string, **kwargs
     )
+
+
+def log_input(
+    dataset: Any, context: str | None = None, tags: Mapping[str, Any] | None = None
+) -> None:
+    """Record that the active run used ``dataset`` (from ``modelpack.data.from_pandas`` or
+    ``from_numpy``): its name, digest, schema, profile and source, and ``context`` (e.g.
+    "training") as the input's ``mlflow.data.context`` tag. The data itself is not copied."""
+    run = _require_run()
+    run.client.log_inputs(run.info.run_id, [input_of(dataset, context, tags)])
+
+
+def input_of(dataset: Any, context: str | None, tags: Mapping[str, Any] | None) -> Any:
+    """The ``DatasetInput`` record ``log_input`` writes."""
+    from modelpack.data import CONTEXT_TAG, Dataset
+    from modelpack.entities import DatasetInput, InputTag
+
+    if not isinstance(dataset, Dataset):
+        raise InvalidArgument(
+            f"log_input needs a dataset from modelpack.data.from_pandas(df) or "
+            f"modelpack.data.from_numpy(array), got {type(dataset).__name__}."
+        )
+    all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    if context is not None:
+        if not isinstance(context, str) or not context:
+            raise InvalidArgument(
+                f"context is a non-empty string such as 'training', got {context!r}."
+            )
+        all_tags[CONTEXT_TAG] = context
+    return DatasetInput(dataset.to_entity(), tuple(InputTag(k, v) for k, v in all_tags.items()))
+
+
+def get_run(run_id: str) -> Run:
+    """The run ``run_id``, with its data and inputs as they are now."""
+    run = active_run()
+    return (run.client if run else Client()).get_run(run_id)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 NAME = 256  # the longest name, key or alias
@@ -205,4 +206,51 @@ model_history = Table(
     Column("user_id", String(NAME), nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("comment", Text, nullable=True),
+)
+
+# Datasets a run used (``log_input``), as MLflow keeps them: one row per experiment, name and
+# digest, shared by the runs that logged the same data; ``inputs`` links a run to a dataset,
+# ``input_tags`` holds that link's tags (``mlflow.data.context``: "training", "eval"...).
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(32), primary_key=True),
+    Column(
+        "experiment_id",
+        String(32),
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(NAME), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    UniqueConstraint("experiment_id", "name", "digest", name="uq_datasets_experiment_name_digest"),
+)
+
+inputs = Table(
+    "inputs",
+    metadata,
+    Column("input_id", String(32), primary_key=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "dataset_id",
+        String(32),
+        ForeignKey("datasets.dataset_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),  # the order the run logged its inputs in
+    UniqueConstraint("run_id", "dataset_id", name="uq_inputs_run_dataset"),
+)
+
+input_tags = Table(
+    "input_tags",
+    metadata,
+    Column(
+        "input_id", String(32), ForeignKey("inputs.input_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(NAME), primary_key=True),
+    Column("value", Text, nullable=False),
 )

@@ -16,18 +16,20 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from modelpack.entities import (
+    DatasetInput,
     Experiment,
     Metric,
     Run,
     RunData,
     RunInfo,
+    RunInputs,
     RunStatus,
     at_ms,
     from_ms,
     now_ms,
 )
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
-from modelpack.store import engines, search, validation
+from modelpack.store import engines, inputs, search, validation
 from modelpack.store import schema as t
 from modelpack.store.registry import RegistryMixin
 from modelpack.uris import redact
@@ -300,6 +302,7 @@ class SqlStore(RegistryMixin):
                 )
                 for run_id, key, value in conn.execute(query):
                     data[run_id][kind][key] = float("nan") if value is None else value
+        used = inputs.read_inputs(conn, ids)
         return [
             Run(
                 info=RunInfo(
@@ -315,6 +318,7 @@ class SqlStore(RegistryMixin):
                     parent_run_id=r.parent_run_id,
                 ),
                 data=RunData(**data[r.run_id]),
+                inputs=RunInputs(tuple(used.get(r.run_id, ()))),
             )
             for r in rows
         ]
@@ -480,6 +484,14 @@ class SqlStore(RegistryMixin):
         ]
         conn.exec_driver_sql(sql[0], rows if len(rows) > 1 else rows[0])
         conn.exec_driver_sql(sql[1], _by_key(rows) if len(rows) > 1 else rows[0])
+
+    def log_inputs(self, run_id: str, dataset_inputs: Sequence[DatasetInput]) -> None:
+        """Record the datasets a running run used, in one transaction."""
+        checked = inputs.check_inputs(dataset_inputs)
+        with self._begin() as conn:
+            self._writable_run(conn, run_id, lock=True)
+            experiment_id = self._run_row(conn, run_id).experiment_id
+            inputs.write_inputs(conn, experiment_id, run_id, checked)
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         with self._connect() as conn:
