@@ -13,7 +13,13 @@ from typing import Any
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.flavor import Columns, Predict, check_options
 from modelpack.paths import resolve_inside
-from modelpack.python_model import Context, PythonModel
+from modelpack.python_model import (
+    CONTEXT_ATTR,
+    Context,
+    MLflowPythonModel,
+    PythonModel,
+    mlflow_caller,
+)
 
 NAME = "python"
 # The keys save() writes into the manifest's flavors.python, each with the values it may take
@@ -23,6 +29,7 @@ CONFIG_KEYS = {
     "kind": ("function", "class"),
     "cloudpickle_version": None,
     "artifacts": None,
+    "model_config": None,
 }
 
 
@@ -58,7 +65,7 @@ def _copy_artifacts(artifacts: Mapping[str, Any], dest: Path) -> dict[str, str]:
 
 
 def save(model: Any, dest: Path, *, example: Any = None, **options: Any) -> dict:
-    check_options(NAME, "save", options, ("artifacts",))
+    check_options(NAME, "save", options, ("artifacts", "model_config"))
     if not matches(model):
         raise InvalidArgument(
             f"The python flavor saves a modelpack.PythonModel or a plain function, not "
@@ -82,11 +89,46 @@ def save(model: Any, dest: Path, *, example: Any = None, **options: Any) -> dict
                 "a plain function has nowhere to get them."
             )
         config["artifacts"] = _copy_artifacts(artifacts, dest)
+    model_config = options.get("model_config")
+    if model_config:
+        config["model_config"] = _check_model_config(model_config, config["kind"])
     return config
 
 
+def _check_model_config(model_config: Any, kind: str) -> dict[str, Any]:
+    import yaml
+
+    from modelpack.manifest import dump_yaml
+
+    if kind == "function":
+        raise InvalidArgument(
+            "model_config= needs a PythonModel subclass (its load_context receives it); a "
+            "plain function has nowhere to get it."
+        )
+    if not isinstance(model_config, Mapping) or not all(isinstance(k, str) for k in model_config):
+        raise InvalidArgument(
+            f"model_config must map strings to plain data, got {type(model_config).__name__}."
+        )
+    try:
+        dump_yaml(dict(model_config))
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(
+            f"model_config must hold only plain data (strings, numbers, lists, dicts): {exc}"
+        ) from None
+    return dict(model_config)
+
+
 def load(src: Path, config: Mapping[str, Any], **options: Any) -> Any:
-    check_options(NAME, "load", options, ())
+    """Unpickle the model and run its ``load_context`` once.
+
+    Options:
+        model_config: keys that replace those of the ``model_config`` saved with the model
+            (MLflow's ``pyfunc.load_model(..., model_config=...)``).
+    """
+    check_options(NAME, "load", options, ("model_config",))
+    override = options.get("model_config")
+    if override is not None and not isinstance(override, Mapping):
+        raise InvalidArgument(f"model_config must be a mapping, got {type(override).__name__}.")
     import cloudpickle  # noqa: F401 - the pickle names its functions
 
     from modelpack import package_code
@@ -100,7 +142,17 @@ def load(src: Path, config: Mapping[str, Any], **options: Any) -> Any:
             name: str(resolve_inside(src, rel, f"artifact {name!r}"))
             for name, rel in (config.get("artifacts") or {}).items()
         }
-        model.load_context(Context(artifacts=artifacts))
+        model_config = {**(config.get("model_config") or {}), **(override or {})}
+        context = Context(artifacts=artifacts, model_config=model_config)
+        if isinstance(model, MLflowPythonModel):
+            # Its predict gets the context too, as MLflow passes it (modelpack.python_model).
+            model.__dict__[CONTEXT_ATTR] = context
+        model.load_context(context)
+    elif override:
+        raise InvalidArgument(
+            "model_config= is for a PythonModel (its load_context receives it); this package "
+            "holds a plain function."
+        )
     return model
 
 
@@ -112,6 +164,15 @@ def _takes_params(fn: Any) -> bool:
 
 
 def predictor(native: Any, config: Mapping[str, Any]) -> Predict:
+    if isinstance(native, MLflowPythonModel):
+        call = mlflow_caller(native)
+
+        def predict_mlflow(data: Any, params: Mapping[str, Any]) -> Any:
+            if isinstance(data, Columns):
+                data = data.to_frame()
+            return call(data, params or None)
+
+        return predict_mlflow
     fn = native.predict if isinstance(native, PythonModel) else native
     takes_params = isinstance(native, PythonModel) or _takes_params(fn)
 

@@ -71,6 +71,7 @@ __all__ = [
     "RegisteredModel",
     "Run",
     "active_run",
+    "autolog",
     "end_run",
     "get_run",
     "get_tracking_uri",
@@ -119,10 +120,25 @@ __all__ = [
 ]
 
 
+# MLflow's namespaces (modelpack.sklearn.log_model...), imported on first use.
+_LAZY_MODULES = ("models", "onnx", "pyfunc", "pytorch", "sklearn")
+
+
+def autolog(*args: Any, **kwargs: Any) -> Any:
+    """MLflow's ``mlflow.autolog``: see ``modelpack.autologging.autolog``."""
+    from modelpack.autologging import autolog as autolog_all
+
+    return autolog_all(*args, **kwargs)
+
+
 def __getattr__(name: str) -> Any:
     # infer_signature needs numpy: imported on first use, so `import modelpack` stays cheap.
     if name == "infer_signature":
         from modelpack.inference import infer_signature
 
         return infer_signature
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"modelpack.{name}")
     raise AttributeError(f"module 'modelpack' has no attribute {name!r}")

@@ -293,6 +293,7 @@ class Client:
 
         check_relative(name, "Model artifact path")
         self._writable(run_id)
+        self._check_unused(run_id, name)
         with tempfile.TemporaryDirectory(prefix="modelpack-log-") as tmp:
             local = Path(tmp) / "model"
             manifest = save(model, local, **save_kwargs)
@@ -309,6 +310,27 @@ class Client:
             manifest=manifest,
             registered_model_version=version,
         )
+
+    def _check_unused(self, run_id: str, name: str) -> None:
+        """A run's model is never replaced under its runs:/ URI, nor logged inside another."""
+        from modelpack.errors import AlreadyExists
+        from modelpack.manifest import MANIFEST_NAME
+
+        store, parts = self._artifacts(run_id), name.split("/")
+        parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        inside = [p for p in parents if store.exists(f"{p}/{MANIFEST_NAME}")]
+        if inside:
+            raise AlreadyExists(
+                f"Run {run_id!r} has a model at {inside[0]!r}; {name!r} would be logged inside "
+                f"it. Log the model beside it (e.g. name={name.replace('/', '_')!r})."
+            )
+        if store.exists(name):
+            raise AlreadyExists(
+                f"Run {run_id!r} already has a model (or artifacts) at {name!r}. MLflow would "
+                f"have silently overwritten them; modelpack never replaces what "
+                f"runs:/{run_id}/{name} names. Log this model under a new name (e.g. "
+                f"name={name + '_2'!r}), or in a new run."
+            )
 
     def resolve(self, uri: str) -> Path:
         """The local directory of the package ``uri`` names (remote ones via the cache)."""

@@ -261,3 +261,34 @@ class ModelInfo(_Dict):
     @property
     def model_id(self) -> str:
         return str(self.manifest.model_id)
+
+    # MLflow's ModelInfo fields, from the manifest.
+    @property
+    def name(self) -> str:
+        return self.artifact_path
+
+    @property
+    def model_uuid(self) -> str:
+        return str(self.manifest.model_id)
+
+    @property
+    def signature(self) -> Any:
+        return self.manifest.signature
+
+    @property
+    def flavors(self) -> Mapping[str, Any]:
+        return self.manifest.flavors
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.manifest.metadata
+
+    @property
+    def utc_time_created(self) -> str:
+        """When the package was saved, as MLflow writes it (``2026-01-31 12:00:00.123456``)."""
+        return self.manifest.created_at.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @property
+    def saved_input_example_info(self) -> dict[str, str] | None:
+        example = self.manifest.input_example
+        return None if example is None else {"artifact_path": example, "type": "json_object"}
