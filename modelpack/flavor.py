@@ -32,6 +32,7 @@ __all__ = [
 Predict = Callable[[Any, Mapping[str, Any]], Any]
 
 BUILTIN_FLAVORS: Mapping[str, str] = {
+    "mlflow_pyfunc": "modelpack.flavors.mlflow_pyfunc",  # load-only: MLflow's PythonModels
     "onnx": "modelpack.flavors.onnx",
     "python": "modelpack.flavors.python",
     "sklearn": "modelpack.flavors.sklearn",

@@ -42,6 +42,8 @@ from modelpack.signature import Signature
 __all__ = ["Package", "load", "save", "verify"]
 
 INPUT_EXAMPLE = "input_example.json"
+# The flavors that import a package's code/: custom models (ours, and MLflow's PythonModels).
+CODE_FLAVORS = ("python", "mlflow_pyfunc")
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -210,7 +212,7 @@ def _load_once(
     config = manifest.flavors[name]
     resolve_inside(root, config["path"], f"flavors.{name}.path")
     _check_listed(root, manifest, name, config)
-    if name != "python":
+    if name not in CODE_FLAVORS:
         package_code.check_shadows(root, manifest.code)
         native = _load_without_code(module, root, manifest, config, options)
         return Package(root, manifest, name, native, module.predictor(native, config))

@@ -101,7 +101,7 @@ def resolve_recorded(target: Target, source: Source | None = None) -> tuple[Path
         return _version(target)
     parsed = uris.parse(target)
     if isinstance(parsed, Path):
-        return parsed, None
+        return _mlflow_converted(parsed), None
     if isinstance(parsed, uris.S3URI):
         return _fetch(parsed.uri, "", None), None
     source = source if source is not None else _DefaultSource()
@@ -149,6 +149,22 @@ def check_recorded_manifest(root: Path, recorded: Recorded) -> str:
     return check_recorded(
         root, read_manifest_bytes(root), recorded.sha256, recorded.what, recorded.by
     )
+
+
+def _is_mlflow_model(folder: Path) -> bool:
+    from modelpack import mlflow_models
+
+    return mlflow_models.is_mlflow_model(folder)
+
+
+def _mlflow_converted(folder: Path) -> Path:
+    """``folder``, or, when it is an MLflow model directory (an ``MLmodel``, no manifest), the
+    package converted from it in the cache (converted once per content; modelpack.mlflow_models)."""
+    if not _is_mlflow_model(folder):
+        return folder
+    from modelpack import mlflow_models
+
+    return mlflow_models.cached_package(folder, private_cache())
 
 
 def cache_root() -> Path:
@@ -212,7 +228,8 @@ def _fetch(root_uri: str, path: str, recorded: Recorded | None) -> Path:
         assert local is not None
         if recorded is not None:
             check_recorded_manifest(local, recorded)
-        return local
+            return local
+        return _mlflow_converted(local)
     cache = private_cache()
     if recorded is not None:
         hit = cache / f"{recorded.model_id}-{recorded.sha256[:16]}"
@@ -235,6 +252,8 @@ def _fetch(root_uri: str, path: str, recorded: Recorded | None) -> Path:
     staging = cache / f".download-{uuid.uuid4().hex[:12]}"
     try:
         store.get_dir(path, staging)
+        if recorded is None and _is_mlflow_model(staging):
+            return _mlflow_converted(staging)
         if recorded is not None:
             actual = check_recorded_manifest(staging, recorded)
         else:

@@ -231,7 +231,7 @@ def test_unsupported_object_lists_flavors_and_the_way_out(tmp_path):
 def test_unknown_flavor_name(tmp_path, forest):
     with pytest.raises(
         UnknownFlavor,
-        match=r"No flavor named 'sklern'\. Available: onnx, python, "
+        match=r"No flavor named 'sklern'\. Available: mlflow_pyfunc, onnx, python, "
         r"sklearn, torch\.",
     ):
         modelpack.save(forest, tmp_path / "p", flavor="sklern")
