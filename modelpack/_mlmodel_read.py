@@ -271,10 +271,11 @@ def _pyfunc(
         out[str(name)] = rel
     if out:
         config["artifacts"] = out
-    model_config = pyfunc.get("model_config")
+    # MLflow writes a PythonModel's model_config as python_function.config.
+    model_config = pyfunc.get("config")
     if model_config:
         if not isinstance(model_config, Mapping):
-            raise FormatError("MLmodel python_function.model_config: expected a mapping.")
+            raise FormatError("MLmodel python_function.config: expected a mapping.")
         config["model_config"] = dict(model_config)
     return config
 

@@ -27,12 +27,14 @@ __all__ = [
     "model_uri",
     "parse",
     "redact",
+    "registered_model",
     "resolve_local",
     "run_uri",
 ]
 
 STAGES = ("None", "Staging", "Production", "Archived")
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/]+))/?$")
+_NAME = re.compile(r"^models:/(?P<name>[^/@]+)/?$")
 _RUNS = re.compile(r"^runs:/(?P<run_id>[0-9A-Za-z_-]+)/(?P<path>.+?)/?$")
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/\s]*)@")
 SUPPORTED = (
@@ -136,6 +138,22 @@ def _model(uri: str) -> ModelURI:
         f"Model URI {uri!r}: {ref!r} is not a version number, a stage "
         f"({', '.join(STAGES)}) or 'latest'; for an alias write models:/{name}@{ref}."
     )
+
+
+def registered_model(uri: str | os.PathLike[str]) -> str | None:
+    """The name in ``models:/<name>`` (a registered model, no version), else None.
+
+    Raises:
+        InvalidArgument: ``uri`` is a ``models:/`` URI of another form or malformed.
+    """
+    if not isinstance(uri, str) or not uri.startswith("models:"):
+        return None
+    m = _NAME.match(uri)
+    if not m:
+        raise InvalidArgument(
+            f"Expected models:/<name> (a registered model to add a version to), got {uri!r}."
+        )
+    return m["name"]
 
 
 def resolve_local(uri: str | os.PathLike[str]) -> Path:
