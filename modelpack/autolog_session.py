@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import numbers
 import tempfile
@@ -118,7 +119,7 @@ def training_metrics(
             ("f1_score", metrics.f1_score),
         ):
             score = _weighted(fn, sample_weight)
-            yield PREFIX + name, lambda score=score: score(y, y_pred(), **average)
+            yield PREFIX + name, functools.partial(lambda f: f(y, y_pred(), **average), score)
         accuracy = _weighted(metrics.accuracy_score, sample_weight)
         yield PREFIX + "accuracy_score", lambda: accuracy(y, y_pred())
         if hasattr(estimator, "predict_proba"):
@@ -241,12 +242,21 @@ class Session:
     # ------------------------------------------------------------------ after the fit
 
     def finish(self, error: BaseException | None) -> None:
-        if self.run is not None and error is None:
-            self.after()
+        try:
+            if self.run is not None and error is None:
+                self.after()
+        except BaseException as interrupt:  # KeyboardInterrupt while logging: KILLED
+            self.end(interrupt)
+            raise
+        self.end(error)
+        self.report(error)
+
+    def end(self, error: BaseException | None) -> None:
+        """End the run this fit started (FAILED if the fit raised), never the user's."""
         if self.owns_run and self.run is not None:
             with self.step("end the run"):
                 self.run.__exit__(type(error) if error else None, error, None)
-        self.report(error)
+            self.owns_run = False
 
     def after(self) -> None:
         est, run = self.estimator, self.run
@@ -262,9 +272,10 @@ class Session:
                         metrics[key] = float(compute())
         params: dict[str, Any] = {}
         if is_search(est):
-            if hasattr(est, "best_score_"):
-                metrics["best_cv_score"] = float(est.best_score_)
-            params = {f"best_{k}": v for k, v in getattr(est, "best_params_", {}).items()}
+            with self.step("read the search's best score and params"):
+                if hasattr(est, "best_score_"):
+                    metrics["best_cv_score"] = float(est.best_score_)
+                params = {f"best_{k}": v for k, v in getattr(est, "best_params_", {}).items()}
         if metrics or params:
             with self.step("log the training metrics"):
                 run.client.log_batch(
@@ -352,7 +363,7 @@ class Session:
             metrics = [
                 (k, float(v), None, 0)
                 for k, v in values.items()
-                if isinstance(v, numbers.Number) and not isinstance(v, bool)
+                if isinstance(v, numbers.Real) and not isinstance(v, bool)
             ]
             with tracking.start_run(nested=True, tags=tags) as child:
                 child.client.log_batch(

@@ -292,7 +292,8 @@ def autolog_sklearn(
         raise MissingDependency(
             "Autologging scikit-learn needs scikit-learn. Install it with: "
             "pip install 'modelpack[sklearn]'",
-            "scikit-learn",
+            FLAVOR,
+            "sklearn",
         ) from None
     version = _sklearn_version()
     low, high = SUPPORTED_SKLEARN
@@ -358,9 +359,9 @@ def autolog(
         )
     if FLAVOR in (exclude_flavors or ()):
         return
-    import importlib.util
-
-    if importlib.util.find_spec("sklearn") is None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
         return
     autolog_sklearn(
         log_input_examples=log_input_examples,
