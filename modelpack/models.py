@@ -115,7 +115,12 @@ class Model:
             return None
         where = resolve_inside(root, self.manifest.input_example, "input_example")
         with open(where, encoding="utf-8") as f:
-            data, _ = decode_input(json.load(f), self.manifest.signature)
+            body = json.load(f)
+        data, _ = decode_input(body, self.manifest.signature)
+        if isinstance(body, Mapping) and ("dataframe_split" in body or "dataframe_records" in body):
+            import pandas as pd
+
+            return pd.DataFrame(data)  # as MLflow's load_input_example gives a frame back
         return data
 
     def to_dict(self) -> dict[str, Any]:
