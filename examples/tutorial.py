@@ -1,6 +1,7 @@
-"""MLflow's classic tutorial with `mlflow` replaced by `modelpack`, line for line: train a
-random forest, track the run, log the model (no input example, as the tutorial does), register
-it and move it to Production. Then serve it:
+"""MLflow's classic tutorial with `mlflow` replaced by `modelpack` (sed s/mlflow/modelpack/),
+nothing else changed: train a random forest, track the run, log the model with
+modelpack.sklearn.log_model (no input example, as the tutorial does), register it and move it
+to Production. Then serve it:
 
     modelpack serve models:/IrisClassifier/Production
 
@@ -13,6 +14,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
 import modelpack
+from modelpack import MlflowClient
 
 X, y = load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
@@ -29,12 +31,12 @@ with modelpack.start_run() as run:
     accuracy = accuracy_score(y_test, model.predict(X_test))
     modelpack.log_metric("accuracy", accuracy)
 
-    modelpack.log_model(model, "random_forest_model")
+    modelpack.sklearn.log_model(model, "random_forest_model")
 
 model_uri = f"runs:/{run.info.run_id}/random_forest_model"
 result = modelpack.register_model(model_uri, "IrisClassifier")
 
-client = modelpack.Client()
+client = MlflowClient()
 client.transition_model_version_stage(
     name="IrisClassifier", version=result.version, stage="Production"
 )

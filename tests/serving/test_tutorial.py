@@ -161,6 +161,36 @@ def test_only_a_package_without_a_signature_says_so(tmp_path, forest, xy, caplog
     assert record.getMessage().startswith("Saved without a signature (no input_example)")
 
 
+def test_the_tutorial_is_mlflows_with_mlflow_replaced_by_modelpack(mlflow_env, tmp_path):
+    """The script, with ``modelpack`` put back to ``mlflow``, is a working MLflow 3.17.2 script.
+
+    One thing is set first: MLflow 3.17 saves scikit-learn models with skops by default and
+    then refuses to load a random forest (``sklearn.tree._tree.Tree`` is not a type skops
+    trusts) unless ``skops_trusted_types`` is passed; it is run with the cloudpickle default
+    MLflow itself uses on Databricks (and modelpack everywhere).
+    """
+    script = TUTORIAL.read_text().replace("modelpack", "mlflow")
+    assert 'mlflow.sklearn.log_model(model, "random_forest_model")' in script
+    assert "from mlflow import MlflowClient" in script
+    prelude = (
+        "import mlflow.sklearn\n"
+        "mlflow.sklearn._get_default_serialization_format = lambda: 'cloudpickle'\n"
+        "import sys\n"
+        "exec(compile(sys.argv[1], 'tutorial.py', 'exec'), {'__name__': '__main__'})\n"
+    )
+    done = mlflow_env.run(prelude, script, cwd=tmp_path)
+    assert "IrisClassifier v1 is in Production" in done.stdout
+
+
+def test_the_tutorial_model_loads_through_the_sklearn_namespace(store_env):
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = modelpack.sklearn.load_model(URI)
+    assert isinstance(model, RandomForestClassifier) and model.n_estimators == 100
+    info = modelpack.models.get_model_info(URI)
+    assert info.artifact_path == "random_forest_model" and info.signature is None
+
+
 def test_modelpack_predict_scores_a_file_with_the_tutorial_model(store_env, expected, tmp_path):
     rows, out = tmp_path / "iris.csv", tmp_path / "scores.jsonl"
     rows.write_text(CSV)
