@@ -274,7 +274,11 @@ def predict(
     pack = load(model_uri)
     data, params = _read_input(input_data, input_path, content_type, pack.signature)
     predictions = pack.predict(data, params=params)
-    text = json.dumps({"predictions": json_value(predictions)})
+    if hasattr(predictions, "columns") and hasattr(predictions, "to_dict"):
+        predictions_json = json_value(predictions.to_dict(orient="records"))  # as MLflow does
+    else:
+        predictions_json = json_value(predictions)
+    text = json.dumps({"predictions": predictions_json})
     if output_path is None:
         sys.stdout.write(text + "\n")
     else:

@@ -279,6 +279,18 @@ def test_models_predict_prints_and_writes_mlflows_json(tmp_path, iris, capsys):
         modelpack.models.predict(tmp_path / "m", X[:3], install_mlflow=True)
 
 
+def test_models_predict_writes_a_frame_as_records(tmp_path, capsys):
+    def both(model_input):
+        return pd.DataFrame({"a": model_input["x"], "b": model_input["x"] * 2})
+
+    modelpack.pyfunc.save_model(tmp_path / "m", python_model=both, input_example=_rows(2))
+    frame = modelpack.models.predict(tmp_path / "m", _rows(2))
+    assert list(frame.columns) == ["a", "b"]
+    assert json.loads(capsys.readouterr().out) == {
+        "predictions": [{"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 2.0}]
+    }
+
+
 def test_models_predict_reads_csv(tmp_path, frame_forest, frame, capsys):
     modelpack.sklearn.save_model(frame_forest, tmp_path / "m", input_example=frame.head(2))
     frame.head(4).to_csv(tmp_path / "rows.csv", index=False)
