@@ -99,7 +99,7 @@ def mlflow_caller(model: MLflowPythonModel) -> Any:
         "context" in parameters or len([p for p in parameters if p not in ("self", "params")]) == 2
     )
     takes_params = "params" in parameters
-    predict = model.predict
+    predict: Any = model.predict  # called with the arguments it declares, not ours
 
     def call(data: Any, params: Mapping[str, Any] | None) -> Any:
         head = (context_of(model), data) if takes_context else (data,)
