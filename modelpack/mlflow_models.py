@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from modelpack import _mlmodel_read as mlmodel_read
+from modelpack import _mlmodel_signature as mlmodel_signature
 from modelpack import atomic
 from modelpack._version import __version__
 from modelpack.errors import AlreadyExists, FormatError, IntegrityError, InvalidArgument, NotFound
@@ -91,9 +92,9 @@ def _build(staging: Path) -> Manifest:
     files = hash_tree(staging)
     model = mlmodel_read.read_mlmodel(staging)
     mlflow_flavor, flavor, config, code = mlmodel_read.flavor_config(model, staging, files)
-    signature, dropped = mlmodel_read.signature(model)
+    signature, dropped = mlmodel_signature.signature(model)
     config = mlmodel_read.with_input_dtype(flavor, config, signature)
-    example_rel, example_bytes = mlmodel_read.example(model, staging, files, signature)
+    example_rel, example_bytes = mlmodel_signature.example(model, staging, files, signature)
     if example_bytes is not None and example_rel is not None:
         if example_rel in files:
             raise FormatError(
@@ -280,7 +281,7 @@ def _check_entry(entry: Path, listing: Mapping[str, str]) -> None:
         files = read_manifest(entry).files
     except (FormatError, NotFound) as exc:
         raise IntegrityError(f"{exc} {delete}", [(MANIFEST_NAME, "unreadable")]) from None
-    ours = {mlmodel_read.EXAMPLE_NAME}
+    ours = {mlmodel_signature.EXAMPLE_NAME}
     for rel, digest in listing.items():
         if files.get(rel) != digest:
             raise IntegrityError(

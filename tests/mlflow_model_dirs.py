@@ -10,6 +10,7 @@ mlflow is importable) and has MLflow load a package modelpack converted. Built o
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,7 +186,24 @@ class Built:
 
 @pytest.fixture(scope="session")
 def mlflow_models_built(mlflow_env, tmp_path_factory) -> Built:
-    root = tmp_path_factory.mktemp("mlflow-models")
+    # Each test module that imports this fixture holds a copy of its own; the folder (under
+    # the session's base temp, behind a lock) makes the script run once per session anyway.
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root, done = base / "mlflow-models", base / "mlflow-models.json"
+    with open(base / "mlflow-models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.is_file():
+            return Built(root, json.loads(done.read_text()))
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        info = _build(mlflow_env, root)
+        done.write_text(json.dumps(info))
+    return Built(root, info)
+
+
+def _build(mlflow_env, root: Path) -> dict:
     # From a file, not `python -c`: torch.jit.script reads the module's source.
     (root / "build_mlflow_models.py").write_text(f"INPUTS = {INPUTS!r}\n" + SCRIPT)
     info = mlflow_env.json(
@@ -194,5 +212,4 @@ def mlflow_models_built(mlflow_env, tmp_path_factory) -> Built:
         with_modelpack=root,
         MODELPACK_CACHE_DIR=str(root / "cache-in-mlflow-venv"),
     )
-    (root / "info.json").write_text(json.dumps(info))
-    return Built(root, info)
+    return info

@@ -221,7 +221,8 @@ def test_unsupported_object_lists_flavors_and_the_way_out(tmp_path):
     with pytest.raises(
         UnknownFlavor,
         match=r"Cannot save an object of type builtins\.object: no "
-        r"flavor recognizes it\. Available flavors: onnx, python, sklearn, torch\. "
+        r"flavor recognizes it\. Available flavors: mlflow_pyfunc, onnx, python, sklearn, "
+        r"torch\. "
         r"To save custom code, subclass modelpack\.PythonModel",
     ):
         modelpack.save(object(), tmp_path / "p")
