@@ -141,12 +141,37 @@ for name in INPUTS:
 with_params = mlflow.pyfunc.load_model("pyfunc").predict(df, params={"offset": 2.0})
 np.save("pyfunc.params.mlflow.npy", np.asarray(with_params))
 
-# modelpack where mlflow is importable: the PythonModel loads and predicts.
+# The same PythonModel with its pickle gzipped (python_model_compression), as MLflow reads it.
+import gzip, shutil, yaml
+shutil.copytree("pyfunc", "pyfunc_gzip")
+with open("pyfunc/python_model.pkl", "rb") as f:
+    pickled = f.read()
+with gzip.open("pyfunc_gzip/python_model.pkl.gz", "wb") as f:
+    f.write(pickled)
+os.remove("pyfunc_gzip/python_model.pkl")
+with open("pyfunc_gzip/MLmodel") as f:
+    spec = yaml.safe_load(f)
+spec["flavors"]["python_function"].update(
+    python_model="python_model.pkl.gz", python_model_compression="gzip"
+)
+with open("pyfunc_gzip/MLmodel", "w") as f:
+    yaml.safe_dump(spec, f)
+np.save("pyfunc_gzip.mlflow.npy", np.asarray(mlflow.pyfunc.load_model("pyfunc_gzip").predict(df)))
+
+# modelpack where mlflow is importable: the PythonModel loads and predicts. The helper module
+# it imports comes from the model's code/ only: gone from this process and its folder.
+del sys.modules["mpk_shift_helper"]
+sys.path.remove(os.getcwd())
+os.rename("mpk_shift_helper.py", "mpk_shift_helper.py.away")
 import modelpack
 pack = modelpack.load("pyfunc")
 np.save("pyfunc.modelpack.npy", np.asarray(pack.predict(df)))
 np.save("pyfunc.params.modelpack.npy", np.asarray(pack.predict(df, params={"offset": 2.0})))
 info["pyfunc_flavor"] = pack.flavor
+info["helper_left_in_sys_modules"] = "mpk_shift_helper" in sys.modules
+gz = modelpack.load("pyfunc_gzip")
+np.save("pyfunc_gzip.modelpack.npy", np.asarray(gz.predict(df)))
+info["gzip_compression"] = gz.manifest.flavors["mlflow_pyfunc"].get("compression")
 
 # A converted package is still an MLflow model: MLflow loads it and predicts the same.
 from modelpack import mlflow_models

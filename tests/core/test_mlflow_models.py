@@ -89,7 +89,9 @@ def test_onnx_external_data_is_listed_and_hashed(built):
 def test_pyfunc_loads_with_mlflow_installed_and_predicts_the_same(built):
     # Run in MLflow's virtualenv (mlflow importable there), with code/, artifacts, model_config.
     assert built.info["pyfunc_flavor"] == "mlflow_pyfunc"
-    for variant in ("pyfunc", "pyfunc.params"):
+    assert built.info["helper_left_in_sys_modules"] is False  # code/ has a namespace of its own
+    assert built.info["gzip_compression"] == "gzip"
+    for variant in ("pyfunc", "pyfunc.params", "pyfunc_gzip"):
         _assert_same(
             np.load(built.root / f"{variant}.modelpack.npy"),
             np.load(built.root / f"{variant}.mlflow.npy"),
