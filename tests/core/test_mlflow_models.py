@@ -250,3 +250,24 @@ def test_a_run_artifact_that_is_an_mlflow_model_loads_by_runs_uri(built, tmp_pat
 
 def test_inputs_cover_every_directory():
     assert set(INPUTS) == {*FLAVORS, "pyfunc"}
+
+
+def test_signature_parts_modelpack_cannot_state_are_left_out_and_named(built, tmp_path, caplog):
+    import yaml
+
+    src = _mlflow_dir(built, "sk_pickle", tmp_path)
+    spec = yaml.safe_load((src / "MLmodel").read_text())
+    spec["signature"] = {
+        "inputs": json.dumps([{"type": "double", "name": n, "required": n != "d"} for n in "abcd"]),
+        "outputs": json.dumps([{"type": "array", "items": {"type": "long"}, "required": True}]),
+        "params": json.dumps([{"name": "k", "type": "long", "default": [1], "shape": [-1]}]),
+    }
+    (src / "MLmodel").write_text(yaml.safe_dump(spec))
+    pack = modelpack.load(src)
+    assert [c.required for c in pack.signature.inputs.columns] == [True, True, True, False]
+    assert pack.signature.outputs is None and pack.signature.params == ()
+    assert pack.manifest.metadata["mlflow"]["signature_left_out"] == [
+        "outputs: column type 'array'",
+        "params: {'name': 'k', 'type': 'long', 'default': [1], 'shape': [-1]}",
+    ]
+    assert "cannot be stated in modelpack's; left out" in caplog.text
