@@ -241,10 +241,12 @@ def _pyfunc(
     for name, info in artifacts.items():
         rel = info.get("path") if isinstance(info, Mapping) else None
         where = f"MLmodel python_function.artifacts.{name}.path"
-        check_relative(rel, where)
-        if rel not in files and not any(f.startswith(f"{rel}/") for f in files):
-            raise FormatError(f"{where} names {rel!r}, which the MLflow model does not have.")
-        out[str(name)] = rel
+        if not isinstance(rel, str):
+            raise FormatError(f"{where}: expected a relative path, got {rel!r}.")
+        path = str(check_relative(rel, where))
+        if path not in files and not any(f.startswith(f"{path}/") for f in files):
+            raise FormatError(f"{where} names {path!r}, which the MLflow model does not have.")
+        out[str(name)] = path
     if out:
         config["artifacts"] = out
     # MLflow writes a PythonModel's model_config as python_function.config.
