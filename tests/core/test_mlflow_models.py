@@ -203,6 +203,13 @@ def test_an_unsupported_flavor_is_named_with_the_supported_ones(tmp_path):
     (src / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.ml\n")
     with pytest.raises(UnknownFlavor, match=r"is python_function \(loader_module mlflow\.ml"):
         modelpack.load(src)
+    (src / "model.py").write_text("import mlflow\n")
+    (src / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
+        "    model_code_path: model.py\n"
+    )
+    with pytest.raises(FormatError, match=r"a model from code .*pickled PythonModels"):
+        modelpack.load(src)
 
 
 def test_serving_an_mlflow_directory(built):
