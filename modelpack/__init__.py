@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelpack import data, errors
+from modelpack import artifacts, data, errors
 from modelpack._version import __version__
-from modelpack.client import Client
+from modelpack.client import Client, MlflowClient
 from modelpack.entities import ModelInfo, ModelVersion, RegisteredModel, Run
 from modelpack.errors import (
     AlreadyExists,
@@ -26,7 +26,16 @@ from modelpack.errors import (
     SchemaError,
     UnknownFlavor,
 )
+from modelpack.experiments import (
+    create_experiment,
+    delete_experiment,
+    get_experiment,
+    get_experiment_by_name,
+    search_experiments,
+    set_experiment,
+)
 from modelpack.manifest import Manifest
+from modelpack.media import log_dict, log_figure, log_image, log_table, log_text
 from modelpack.package import Package, load, save, verify
 from modelpack.python_model import Context, PythonModel
 from modelpack.signature import (
@@ -40,9 +49,12 @@ from modelpack.signature import (
 from modelpack.tracking import (
     ActiveRun,
     active_run,
+    delete_tag,
     end_run,
+    get_artifact_uri,
     get_run,
     get_tracking_uri,
+    last_active_run,
     log_artifact,
     log_artifacts,
     log_input,
@@ -53,7 +65,6 @@ from modelpack.tracking import (
     log_params,
     register_model,
     search_runs,
-    set_experiment,
     set_tag,
     set_tags,
     set_tracking_uri,
@@ -66,24 +77,39 @@ if TYPE_CHECKING:
 __all__ = [
     "ActiveRun",
     "Client",
+    "MlflowClient",
     "ModelInfo",
     "ModelVersion",
     "RegisteredModel",
     "Run",
     "active_run",
+    "artifacts",
+    "create_experiment",
+    "delete_experiment",
+    "delete_tag",
     "autolog",
     "end_run",
+    "get_artifact_uri",
+    "get_experiment",
+    "get_experiment_by_name",
     "get_run",
     "get_tracking_uri",
+    "last_active_run",
     "log_artifact",
     "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_image",
     "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
     "log_param",
     "log_params",
+    "log_table",
+    "log_text",
     "register_model",
+    "search_experiments",
     "search_runs",
     "set_experiment",
     "set_tag",

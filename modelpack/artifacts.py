@@ -32,6 +32,8 @@ __all__ = [
     "LocalArtifactStore",
     "S3ArtifactStore",
     "artifact_store",
+    "download_artifacts",
+    "fetch",
 ]
 
 ENDPOINT_ENV = "MODELPACK_S3_ENDPOINT_URL"
@@ -48,6 +50,10 @@ class FileInfo:
     path: str
     is_dir: bool
     size: int | None
+
+    @property
+    def file_size(self) -> int | None:  # MLflow's name for size
+        return self.size
 
 
 class ArtifactStore(Protocol):
@@ -654,3 +660,93 @@ def _reason(exc: BaseException) -> str:
             return "host name not found"
         seen = seen.__cause__ or seen.__context__
     return "connection failed"
+
+
+def fetch(
+    store: ArtifactStore, path: str, dst_path: str | os.PathLike[str] | None, owner: str
+) -> Path:
+    """Download the file or folder ``path`` of ``store`` (everything for ``""``) into
+    ``dst_path`` (default: a new temporary folder); returns the local path. ``owner`` names
+    whose artifacts these are in errors ("Run 'abc'")."""
+    # What to fetch is checked before anything is made on the local side.
+    files = store.list_files(path) if path else []
+    single = bool(path) and not files and store.exists(path)
+    if path and not files and not single:
+        raise NotFound(f"{owner} has no artifact {path!r}.")
+    if not path and not store.list(""):
+        raise NotFound(f"{owner} has no artifacts.")
+    dest = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelpack-"))
+    with file_errors(f"Cannot download the artifacts of {owner[:1].lower()}{owner[1:]}"):
+        makedirs(dest)
+    if not path:
+        store.get_dir("", dest)
+        return dest
+    target = dest / path.rstrip("/").rsplit("/", 1)[-1]
+    (store.get_file if single else store.get_dir)(path, target)
+    return target
+
+
+def _run_artifact_uri(run_id: str, tracking_uri: str | None) -> str:
+    """The artifact URI of the run ``run_id``, read from the store's ``runs`` table."""
+    import sqlalchemy as sa
+
+    from modelpack.store import defaults, engines, schema
+
+    url = tracking_uri or defaults.default_tracking_uri()
+    engine = engines.engine_for(url, create=False)
+    with engines.translated(engine), engine.connect() as conn:
+        found = conn.execute(
+            sa.select(schema.runs.c.artifact_uri).where(schema.runs.c.run_id == run_id)
+        ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"No run with id {run_id!r} in the tracking store at {redact(url)}.")
+    return str(found)
+
+
+def download_artifacts(
+    artifact_uri: str | None = None,
+    run_id: str | None = None,
+    artifact_path: str | None = None,
+    dst_path: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+) -> Path:
+    """Download artifacts to a local folder, as ``mlflow.artifacts.download_artifacts``:
+    ``artifact_uri`` (``runs:/<run_id>/<path>``, a path, ``file://`` or ``s3://`` URI) or
+    ``run_id`` with an optional ``artifact_path``. Returns the local path (a ``Path``, where
+    MLflow returns a str).
+
+    Example:
+        >>> local = modelpack.artifacts.download_artifacts(run_id=run_id, artifact_path="plots")
+    """
+    from modelpack import uris
+
+    if (artifact_uri is None) == (run_id is None):
+        raise InvalidArgument(
+            "download_artifacts takes artifact_uri, or run_id (with artifact_path), exactly one."
+        )
+    if artifact_uri is not None and artifact_path is not None:
+        raise InvalidArgument(
+            "artifact_path goes with run_id; with artifact_uri, put the path in the URI."
+        )
+    if run_id is not None:
+        store = artifact_store(_run_artifact_uri(run_id, tracking_uri))
+        return fetch(store, artifact_path or "", dst_path, f"Run {run_id!r}")
+    assert artifact_uri is not None
+    parsed = uris.parse(artifact_uri)
+    if isinstance(parsed, uris.RunURI):
+        store = artifact_store(_run_artifact_uri(parsed.run_id, tracking_uri))
+        return fetch(store, parsed.path, dst_path, f"Run {parsed.run_id!r}")
+    if isinstance(parsed, uris.ModelURI):
+        raise InvalidArgument(
+            f"{artifact_uri!r} names a registered version: load it with modelpack.load(uri), or "
+            f"download its package with modelpack.Client().resolve(uri)."
+        )
+    text = str(artifact_uri).rstrip("/") or "/"
+    root, sep, name = text.rpartition("/")
+    if not sep:  # "file.txt": in the current folder
+        root, name = ".", text
+    elif root.endswith((":", ":/")):  # "s3://bucket": the whole bucket
+        root, name = text, ""
+    elif not root:  # "/file.txt"
+        root = "/"
+    return fetch(artifact_store(root), name, dst_path, repr(artifact_uri))

@@ -25,6 +25,8 @@ from modelpack.entities import (
     RegisteredModel,
     Run,
     RunStatus,
+    ViewType,
+    ended_message,
 )
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.package import save
@@ -34,7 +36,7 @@ from modelpack.store import default_artifact_root, default_tracking_uri, open_st
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
 
-__all__ = ["Client", "default_artifact_root", "default_tracking_uri"]
+__all__ = ["Client", "MlflowClient", "default_artifact_root", "default_tracking_uri"]
 
 
 def manifest_sha256(package: Path) -> str:
@@ -54,14 +56,31 @@ class Client:
         create: make the store on first use if there is none. Readers pass False, so a
             mistyped URI raises ``NotFound`` naming it instead of answering from a new, empty
             store.
+        registry_uri: MLflow's argument; modelpack's registry lives in the tracking store, so
+            only None or the tracking URI itself is accepted.
+
+    ``modelpack.MlflowClient`` is this class with MLflow's positional order
+    ``(tracking_uri, registry_uri)``.
     """
 
     def __init__(
-        self, tracking_uri: str | None = None, artifact_root: str | None = None, create: bool = True
+        self,
+        tracking_uri: str | None = None,
+        artifact_root: str | None = None,
+        create: bool = True,
+        *,
+        registry_uri: str | None = None,
     ) -> None:
         from modelpack.artifacts import absolute_root
 
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        if registry_uri is not None and registry_uri != self.tracking_uri:
+            raise InvalidArgument(
+                f"registry_uri {uris.redact(registry_uri)!r} differs from the tracking URI "
+                f"{uris.redact(self.tracking_uri)!r}: modelpack keeps the model registry in the "
+                f"tracking store (MLflow can keep it in a store of its own). Pass the store's URI "
+                f"as tracking_uri, or leave registry_uri out."
+            )
         # Absolute: runs and versions store paths under it, which must resolve from anywhere.
         self.artifact_root = absolute_root(
             artifact_root or default_artifact_root(self.tracking_uri)
@@ -89,33 +108,79 @@ class Client:
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         return self.store.get_experiment_by_name(name)
 
-    def search_experiments(self) -> list[Experiment]:
-        return self.store.search_experiments()
+    def search_experiments(
+        self,
+        view_type: str | int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = 1000,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> Any:
+        """A page of experiments (a list; ``token`` is the next page's), newest first.
+
+        ``filter_string`` compares ``name``, ``creation_time``, ``last_update_time`` and
+        ``tags.<key>``, e.g. ``"name LIKE 'churn%' AND tags.team = 'risk'"``.
+        """
+        found, token = self.store.search_experiments_page(
+            view_type, 1000 if max_results is None else max_results, filter_string, order_by,
+            page_token,
+        )  # fmt: skip
+        return PagedList(found, token)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Mark the experiment and its runs deleted (``restore_experiment`` brings them back)."""
+        self.store.set_experiment_lifecycle(experiment_id, "deleted")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.store.set_experiment_lifecycle(experiment_id, "active")
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        self.store.rename_experiment(experiment_id, new_name)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        self.store.set_experiment_tag(experiment_id, key, value)
 
     # ------------------------------------------------------------------ runs
 
     def create_run(
         self,
         experiment_id: str,
+        start_time: int | None = None,
+        tags: Mapping[str, Any] | None = None,
         run_name: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        *,
         parent_run_id: str | None = None,
     ) -> Run:
+        """A new RUNNING run (MLflow's argument order; ``start_time`` in epoch ms)."""
+        if start_time is not None and (
+            isinstance(start_time, bool) or not isinstance(start_time, int)
+        ):
+            raise InvalidArgument(
+                f"start_time is milliseconds since the epoch (an int), got {start_time!r}."
+            )
         return self.store.create_run(
             experiment_id,
             run_name=run_name,
             user_id=current_user(),
             tags=tags,
             parent_run_id=parent_run_id,
+            start_time=start_time,
         )
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
 
     def set_terminated(
-        self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None
+        self, run_id: str, status: str | None = None, end_time: int | None = None
     ) -> None:
+        """End the run: ``status`` FINISHED (the default), FAILED or KILLED."""
+        status = RunStatus.FINISHED if status is None else status
+        if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
+            raise InvalidArgument(f"A run ends FINISHED, FAILED or KILLED, got {status!r}.")
         self.store.update_run(run_id, status=status, end_time=end_time or int(time.time() * 1000))
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        self.store.update_run(run_id, status=status, run_name=name)
 
     def delete_run(self, run_id: str) -> None:
         """Mark the run deleted: searches leave it out unless asked; its artifacts stay."""
@@ -124,31 +189,50 @@ class Client:
     def restore_run(self, run_id: str) -> None:
         self.store.set_run_lifecycle(run_id, "active")
 
-    def log_param(self, run_id: str, key: str, value: Any) -> None:
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
+        """Log one param; returns ``value`` (as MLflow does). Params never change once logged."""
+        check_synchronous(synchronous)
         self.store.log_batch(run_id, params={key: value})
+        return value
 
     def log_metric(
-        self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int = 0
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+        synchronous: bool | None = None,
     ) -> None:
-        self.log_batch(run_id, metrics=[(key, value, timestamp, step)])
+        check_synchronous(synchronous)
+        self.log_batch(run_id, metrics=[(key, value, timestamp, step or 0)])
 
-    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
+        check_synchronous(synchronous)
         self.store.log_batch(run_id, tags={key: value})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.store.delete_tag(run_id, key)
 
     def log_batch(
         self,
         run_id: str,
         metrics: Iterable[Any] = (),
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | Iterable[Any] | None = None,
+        tags: Mapping[str, Any] | Iterable[Any] | None = None,
+        synchronous: bool | None = None,
     ) -> None:
         """Log many metrics, params and tags in one transaction.
 
         ``metrics`` holds ``Metric`` objects or ``(key, value, timestamp_ms, step)`` tuples
-        (timestamp ``None`` for now).
+        (timestamp ``None`` for now); ``params`` and ``tags`` are mappings, or sequences of
+        ``Param``/``RunTag`` objects (anything with ``key`` and ``value``) as in MLflow.
         """
         from modelpack.store.validation import metric_value
 
+        check_synchronous(synchronous)
+        params = key_values(params, "params")
+        tags = key_values(tags, "tags")
         stamp = int(time.time() * 1000)
         points = []
         for m in metrics:
@@ -170,8 +254,8 @@ class Client:
     def search_runs(
         self,
         experiment_ids: Sequence[str] | None = None,
-        filter_string: str | None = None,
-        run_view_type: str = "ACTIVE_ONLY",
+        filter_string: str | None = "",
+        run_view_type: str | int = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
@@ -196,7 +280,7 @@ class Client:
             ids, filter_string, run_view_type, max_results, order_by, page_token
         )
         if output_format == "pandas":
-            return _runs_frame(runs)
+            return runs_frame(runs)
         if output_format != "list":
             raise InvalidArgument(
                 f"output_format must be 'list' or 'pandas', got {output_format!r}."
@@ -245,9 +329,7 @@ class Client:
     def _writable(self, run_id: str) -> None:
         info = self.get_run(run_id).info
         if info.status != RunStatus.RUNNING or info.lifecycle_stage != "active":
-            raise InvalidArgument(
-                f"Run {run_id!r} has ended ({info.status}); start a new run to log more."
-            )
+            raise InvalidArgument(ended_message(run_id, info.status))
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
         return self._artifacts(run_id).list(path or "")
@@ -257,25 +339,9 @@ class Client:
     ) -> Path:
         """Download a file or folder of the run's artifacts (all of them for ``path=""``);
         returns the local path."""
-        from modelpack.artifacts import file_errors, makedirs
+        from modelpack.artifacts import fetch
 
-        store = self._artifacts(run_id)
-        # What to fetch is checked before anything is made on the local side.
-        files = store.list_files(path) if path else []
-        single = bool(path) and not files and store.exists(path)
-        if path and not files and not single:
-            raise NotFound(f"Run {run_id!r} has no artifact {path!r}.")
-        if not path and not store.list(""):
-            raise NotFound(f"Run {run_id!r} has no artifacts.")
-        dest = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelpack-"))
-        with file_errors(f"Cannot download the artifacts of run {run_id!r}"):
-            makedirs(dest)
-        if not path:
-            store.get_dir("", dest)
-            return dest
-        target = dest / path.rstrip("/").rsplit("/", 1)[-1]
-        (store.get_file if single else store.get_dir)(path, target)
-        return target
+        return fetch(self._artifacts(run_id), path, dst_path, f"Run {run_id!r}")
 
     # ------------------------------------------------------------------ models
 
@@ -344,8 +410,11 @@ class Client:
         name: str,
         tags: Mapping[str, Any] | None = None,
         description: str | None = None,
+        *,
+        run_id: str | None = None,
     ) -> ModelVersion:
-        """Copy the package at ``model_uri`` into registry storage and make it a new version."""
+        """Copy the package at ``model_uri`` into registry storage and make it a new version
+        (of the run ``run_id``; default: the run the URI or the package names)."""
         from modelpack.artifacts import artifact_store
         from modelpack.integrity import verify_files
         from modelpack.manifest import (
@@ -370,11 +439,12 @@ class Client:
         relative = f"registry/{uuid.uuid4().hex}"
         root = artifact_store(self.artifact_root)
         parsed = uris.parse(model_uri)
-        run_id = (
-            parsed.run_id
-            if isinstance(parsed, uris.RunURI)
-            else (manifest.source or {}).get("run_id")
-        )
+        if run_id is None:
+            run_id = (
+                parsed.run_id
+                if isinstance(parsed, uris.RunURI)
+                else (manifest.source or {}).get("run_id")
+            )
         from modelpack import gc
 
         gc.collect_registrations(self)  # copies killed registrations left behind
@@ -419,7 +489,11 @@ class Client:
         )
         return PagedList(models, token)
 
-    def update_registered_model(self, name: str, description: str) -> RegisteredModel:
+    def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
+        if description is None:
+            raise InvalidArgument(
+                f"update_registered_model({name!r}) changes the description: pass description=."
+            )
         return self.store.update_registered_model(name, description)
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
@@ -455,14 +529,109 @@ class Client:
     ) -> list[ModelVersion]:
         return self.store.get_latest_versions(name, stages)
 
-    def update_model_version(self, name: str, version: int | str, description: str) -> ModelVersion:
+    def update_model_version(
+        self, name: str, version: int | str, description: str | None = None
+    ) -> ModelVersion:
+        if description is None:
+            raise InvalidArgument(
+                f"update_model_version({name!r}, {version!r}) changes the description: pass "
+                f"description=."
+            )
         return self.store.update_model_version(name, version, description)
 
-    def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
-        self.store.set_model_version_tag(name, version, key, value)
+    def set_model_version_tag(
+        self,
+        name: str,
+        version: int | str | None = None,
+        key: str | None = None,
+        value: Any = None,
+        stage: str | None = None,
+    ) -> None:
+        """Tag a version, named by ``version`` or (MLflow's older form) by ``stage``: the
+        newest version in that stage."""
+        number = self._version_or_stage(name, version, stage)
+        if key is None:
+            raise InvalidArgument("set_model_version_tag needs key= (and value=).")
+        self.store.set_model_version_tag(name, number, key, value)
 
-    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
-        self.store.delete_model_version_tag(name, version, key)
+    def delete_model_version_tag(
+        self,
+        name: str,
+        version: int | str | None = None,
+        key: str | None = None,
+        stage: str | None = None,
+    ) -> None:
+        number = self._version_or_stage(name, version, stage)
+        if key is None:
+            raise InvalidArgument("delete_model_version_tag needs key=.")
+        self.store.delete_model_version_tag(name, number, key)
+
+    def _version_or_stage(self, name: str, version: Any, stage: str | None) -> int | str:
+        if (version is None) == (stage is None):
+            raise InvalidArgument(
+                f"Name the version of {name!r} by version= or by stage=, not "
+                f"{'both' if version is not None else 'neither'}."
+            )
+        if version is not None:
+            return version
+        latest = self.store.get_latest_versions(name, [stage])
+        if not latest:
+            raise NotFound(f"Registered model {name!r} has no version in stage {stage!r}.")
+        return latest[0].version
+
+    def get_model_version_download_uri(self, name: str, version: int | str) -> str:
+        """Where the version's package is stored (a folder under the registry's storage)."""
+        return self.get_model_version(name, version).storage_location
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        await_creation_for: int = 300,
+    ) -> ModelVersion:
+        """A new version of ``name`` from the package at ``source`` (a ``runs:/`` or
+        ``models:/`` URI, a path or a run's artifact location), as ``register_model`` does;
+        the registered model is created if it does not exist.
+
+        ``await_creation_for`` is accepted for MLflow's sake: a version here is READY when
+        this returns. ``run_link`` is not recorded (the version's ``run_id`` links its run).
+        """
+        if run_link is not None:
+            raise InvalidArgument(
+                "run_link is not recorded by modelpack: the version's run_id links it to its "
+                "run. Leave run_link out (MLflow would have stored it as a URL)."
+            )
+        if isinstance(await_creation_for, bool) or not isinstance(await_creation_for, int):
+            raise InvalidArgument(f"await_creation_for is seconds, got {await_creation_for!r}.")
+        if run_id is not None:
+            self.get_run(run_id)  # NotFound names a mistyped id before anything is copied
+        return self.register_model(source, name, tags=tags, description=description, run_id=run_id)
+
+    def copy_model_version(self, src_model_uri: str, dst_name: str) -> ModelVersion:
+        """A new version of ``dst_name`` holding the package of ``src_model_uri``
+        (``models:/Name/3``, ``models:/Name@champion``...), with its run, tags and description;
+        ``dst_name`` is created if it does not exist."""
+        source = self._model_version_at(src_model_uri)
+        return self.register_model(
+            source.uri,
+            dst_name,
+            tags=source.tags,
+            description=source.description,
+            run_id=source.run_id,
+        )
+
+    def _model_version_at(self, model_uri: str) -> ModelVersion:
+        parsed = uris.parse(model_uri)
+        if not isinstance(parsed, uris.ModelURI):
+            raise InvalidArgument(
+                f"copy_model_version copies a registered version: pass models:/Name/Version or "
+                f"models:/Name@alias, got {model_uri!r}."
+            )
+        return resolution.model_version(self, parsed)
 
     def transition_model_version_stage(
         self,
@@ -513,6 +682,21 @@ class Client:
         artifact_store(self.artifact_root).delete(folder)
 
 
+class MlflowClient(Client):
+    """``Client`` with MLflow's positional arguments ``(tracking_uri, registry_uri)``, for
+    ported code: ``MlflowClient()`` and ``MlflowClient("sqlite:///...")`` work as in MLflow."""
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+        *,
+        artifact_root: str | None = None,
+        create: bool = True,
+    ) -> None:
+        super().__init__(tracking_uri, artifact_root, create, registry_uri=registry_uri)
+
+
 def _artifact_folder(artifact_path: str | None) -> str:
     """``artifact_path`` as the folder to log into ("" for the top); a trailing "/" is fine, a
     leading one is refused: it would be an absolute path, not a folder of the run's."""
@@ -534,24 +718,62 @@ class PagedList(list):
         self.token = token
 
 
-def _runs_frame(runs: Sequence[Run]) -> Any:
+def check_synchronous(synchronous: Any) -> None:
+    """MLflow's ``synchronous`` flag: None, True or False (logging here is always synchronous;
+    False is accepted and logs at once). Anything else is most likely a timestamp given by
+    position, which MLflow's order puts after ``synchronous``."""
+    if synchronous is not None and not isinstance(synchronous, bool):
+        raise InvalidArgument(
+            f"synchronous must be True, False or None, got {synchronous!r}. In MLflow's order "
+            f"log_metric(key, value, step, synchronous, timestamp): pass timestamp= by keyword."
+        )
+
+
+def key_values(items: Any, what: str) -> dict[str, Any]:
+    """``params``/``tags`` of ``log_batch``: a mapping, or MLflow's ``Param``/``RunTag``
+    objects (or ``(key, value)`` pairs)."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    if isinstance(items, str | bytes):
+        raise InvalidArgument(f"{what} must be a mapping or a list of (key, value), got {items!r}.")
+    out: dict[str, Any] = {}
+    for item in items:
+        if hasattr(item, "key") and hasattr(item, "value"):
+            out[item.key] = item.value
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            out[item[0]] = item[1]
+        else:
+            raise InvalidArgument(
+                f"{what}: expected Param/RunTag objects or (key, value) pairs, got {item!r}."
+            )
+    return out
+
+
+_INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
+
+
+def runs_frame(runs: Sequence[Run], extra: Sequence[str] = ("run_name", "user_id")) -> Any:
+    """Runs as MLflow's ``search_runs`` DataFrame: ``run_id``, ``experiment_id``, ``status``,
+    ``artifact_uri``, ``start_time`` and ``end_time`` (pandas UTC datetimes), then the
+    ``extra`` attributes, ``metrics.*`` (NaN where a run lacks one), ``params.*`` and
+    ``tags.*`` (None where a run lacks one)."""
+    import numpy as np
     import pandas as pd
 
-    rows = []
+    info: dict[str, list[Any]] = {name: [] for name in (*_INFO_COLUMNS, *extra)}
     for run in runs:
-        info = run.info
-        row: dict[str, Any] = {
-            "run_id": info.run_id,
-            "experiment_id": info.experiment_id,
-            "run_name": info.run_name,
-            "status": info.status,
-            "user_id": info.user_id,
-            "start_time": info.start_time,
-            "end_time": info.end_time,
-            "artifact_uri": info.artifact_uri,
-        }
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in run.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        for name in info:
+            value = getattr(run.info, name)
+            if name in ("start_time", "end_time"):
+                value = pd.NaT if value is None else pd.Timestamp(value)
+            info[name].append(value)
+    for name in ("start_time", "end_time"):
+        info[name] = pd.to_datetime(pd.Series(info[name], dtype=object), utc=True)
+    columns: dict[str, Any] = dict(info)
+    for kind, missing in (("metrics", np.nan), ("params", None), ("tags", None)):
+        keys = sorted({k for run in runs for k in getattr(run.data, kind)})
+        for key in keys:
+            columns[f"{kind}.{key}"] = [getattr(run.data, kind).get(key, missing) for run in runs]
+    return pd.DataFrame(columns)

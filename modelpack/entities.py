@@ -25,13 +25,17 @@ __all__ = [
     "Metric",
     "ModelInfo",
     "ModelVersion",
+    "Param",
     "RegisteredModel",
     "Run",
     "RunData",
     "RunInfo",
     "RunInputs",
     "RunStatus",
+    "RunTag",
+    "ViewType",
     "canonical_stage",
+    "ended_message",
     "at_ms",
     "from_ms",
     "to_ms",
@@ -46,6 +50,36 @@ class RunStatus:
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     KILLED = "KILLED"
+
+
+def ended_message(run_id: str, status: str) -> str:
+    """Why an ended run takes no more logging, and the two ways on."""
+    return (
+        f"Run {run_id!r} has ended ({status}); start a new run to log more, or resume this one "
+        f"with start_run(run_id={run_id!r}). (MLflow would have written into the ended run; "
+        f"modelpack does not change a run's record after it ended.)"
+    )
+
+
+class ViewType:
+    """Which runs or experiments a search returns. MLflow's integers (1, 2, 3) work too."""
+
+    ACTIVE_ONLY = "ACTIVE_ONLY"
+    DELETED_ONLY = "DELETED_ONLY"
+    ALL = "ALL"
+
+    @staticmethod
+    def check(view: Any) -> str:
+        """``view`` as one of the three names (MLflow's ``ViewType.ALL`` is 3, and so on)."""
+        by_number = {1: ViewType.ACTIVE_ONLY, 2: ViewType.DELETED_ONLY, 3: ViewType.ALL}
+        if isinstance(view, int) and not isinstance(view, bool) and view in by_number:
+            return by_number[view]
+        if isinstance(view, str) and view.upper() in by_number.values():
+            return view.upper()
+        raise InvalidArgument(
+            f"view type must be ACTIVE_ONLY, DELETED_ONLY or ALL (or MLflow's 1, 2, 3), got "
+            f"{view!r}."
+        )
 
 
 def canonical_stage(stage: str | None) -> str:
@@ -114,6 +148,22 @@ class Metric(_Dict):
     value: float
     timestamp: int
     step: int
+
+
+@dataclass(frozen=True)
+class Param(_Dict):
+    """A param for ``Client.log_batch(params=[...])`` (MLflow's ``Param``)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RunTag(_Dict):
+    """A tag for ``Client.log_batch(tags=[...])`` (MLflow's ``RunTag``)."""
+
+    key: str
+    value: str
 
 
 @dataclass(frozen=True)

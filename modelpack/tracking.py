@@ -3,7 +3,11 @@
 The active run is context-local (``contextvars``): each thread and each asyncio task has its
 own, so concurrent training loops never log into each other's runs. ``set_tracking_uri`` and
 ``set_experiment`` are process-wide, exactly like setting ``MODELPACK_TRACKING_URI`` and
-``MODELPACK_EXPERIMENT_NAME``.
+``MODELPACK_EXPERIMENT_NAME`` (or ``MODELPACK_EXPERIMENT_ID``).
+
+Where this differs from MLflow on purpose, the error says so: logging with no active run is
+refused (MLflow starts one silently, which then stays RUNNING until the process exits), and an
+ended run takes no more logging (``start_run(run_id=...)`` resumes it).
 """
 
 from __future__ import annotations
@@ -16,16 +20,20 @@ from types import TracebackType
 from typing import Any
 
 from modelpack import run_context
-from modelpack.client import Client
-from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus
-from modelpack.errors import InvalidArgument
+from modelpack.client import Client, PagedList, check_synchronous, runs_frame
+from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus, ViewType
+from modelpack.errors import InvalidArgument, NotFound
+from modelpack.experiments import current_experiment
 
 __all__ = [
     "ActiveRun",
     "active_run",
+    "delete_tag",
     "end_run",
+    "get_artifact_uri",
     "get_run",
     "get_tracking_uri",
+    "last_active_run",
     "log_artifact",
     "log_artifacts",
     "log_input",
@@ -35,17 +43,21 @@ __all__ = [
     "log_param",
     "log_params",
     "register_model",
+    "require_run",
     "search_runs",
-    "set_experiment",
     "set_tag",
     "set_tags",
     "set_tracking_uri",
     "start_run",
 ]
 
-DEFAULT_EXPERIMENT = "Default"
+PARENT_TAG = "modelpack.parentRunId"
+NOTE_TAG = "modelpack.note.content"  # MLflow's mlflow.note.content: the run's description
 _active: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
     "modelpack_active_runs", default=()
+)
+_last: contextvars.ContextVar[tuple[Client, str] | None] = contextvars.ContextVar(
+    "modelpack_last_run", default=None
 )
 
 
@@ -63,6 +75,10 @@ class ActiveRun:
     @property
     def data(self) -> Any:
         return self.client.get_run(self._run.info.run_id).data
+
+    @property
+    def inputs(self) -> Any:
+        return self.client.get_run(self._run.info.run_id).inputs
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -89,6 +105,8 @@ class ActiveRun:
 
 def set_tracking_uri(uri: str) -> None:
     """Use this store for the rest of the process (same as ``MODELPACK_TRACKING_URI``)."""
+    if isinstance(uri, os.PathLike):
+        uri = os.fspath(uri)
     if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"Expected a tracking URI, got {uri!r}.")
     os.environ["MODELPACK_TRACKING_URI"] = uri
@@ -100,124 +118,276 @@ def get_tracking_uri() -> str:
     return default_tracking_uri()
 
 
-def set_experiment(name: str) -> None:
-    """Log new runs into experiment ``name`` (created on first use)."""
-    from modelpack.store.validation import name as check_name
-
-    os.environ["MODELPACK_EXPERIMENT_NAME"] = check_name(name, "Experiment name")
-
-
 def active_run() -> ActiveRun | None:
     """The innermost run started in this thread or task, or ``None``."""
     stack = _active.get()
     return stack[-1] if stack else None
 
 
+def last_active_run() -> Run | None:
+    """The active run, else the run this thread or task ended last (as it is now), else None."""
+    run = active_run()
+    if run is not None:
+        return run.client.get_run(run.info.run_id)
+    last = _last.get()
+    return None if last is None else last[0].get_run(last[1])
+
+
+def _client() -> Client:
+    run = active_run()
+    return run.client if run else Client()
+
+
 def start_run(
-    experiment: str | None = None,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
     run_name: str | None = None,
     nested: bool = False,
+    parent_run_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    log_system_metrics: bool | None = None,
+    *,
+    experiment: str | None = None,
 ) -> ActiveRun:
-    """Start a run and make it the active one in this thread or task.
+    """Start a run, or resume the run ``run_id``, and make it the active one in this thread or
+    task. MLflow's arguments; ``experiment=`` names the experiment (created on first use).
+
+    Raises:
+        NotFound: ``run_id`` or ``experiment_id`` names nothing.
+        InvalidArgument: a run is active already and ``nested`` is False.
 
     Example:
         >>> with modelpack.start_run(experiment="churn") as run:
         ...     modelpack.log_metric("accuracy", 0.93)
     """
+    if log_system_metrics:
+        raise InvalidArgument(
+            "modelpack does not collect system metrics (MLflow would have logged CPU, memory "
+            "and GPU use as system/* metrics): leave log_system_metrics out, and log what you "
+            "need with log_metrics."
+        )
     stack = _active.get()
-    if stack and not nested:
+    if stack and not nested and parent_run_id is None:
         raise InvalidArgument(
             f"Run {stack[-1].info.run_id} is already active. End it with end_run(), or pass "
             f"nested=True to start a child run."
         )
+    if parent_run_id is not None and stack and stack[-1].info.run_id != parent_run_id:
+        raise InvalidArgument(
+            f"parent_run_id {parent_run_id!r} is not the active run {stack[-1].info.run_id!r}: "
+            f"a child run starts under the active run."
+        )
     client = stack[-1].client if stack else Client()
-    name = experiment or os.environ.get("MODELPACK_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    exp = client.store.get_or_create_experiment(name)
-    all_tags = {**run_context.source_tags(), **{str(k): v for k, v in (tags or {}).items()}}
-    parent = stack[-1].info.run_id if stack else None
-    if parent:
-        all_tags["modelpack.parentRunId"] = parent
-    run = client.create_run(
-        exp.experiment_id, run_name=run_name, tags=all_tags, parent_run_id=parent
-    )
+    extra = {str(k): v for k, v in (tags or {}).items()}
+    if description is not None:
+        extra[NOTE_TAG] = description
+    if run_id is not None:
+        run = _resume(client, stack, run_id, experiment_id, experiment, run_name, extra)
+    else:
+        run = _create(client, stack, experiment_id, experiment, run_name, parent_run_id, extra)
     active = ActiveRun(run, client)
     _active.set((*stack, active))
     return active
 
 
+def _resume(
+    client: Client,
+    stack: tuple[ActiveRun, ...],
+    run_id: str,
+    experiment_id: str | None,
+    experiment: str | None,
+    run_name: str | None,
+    tags: Mapping[str, Any],
+) -> Run:
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidArgument(f"run_id must be a run's id (a string), got {run_id!r}.")
+    if any(a.info.run_id == run_id for a in stack):
+        raise InvalidArgument(f"Run {run_id!r} is already active in this thread or task.")
+    try:
+        existing = client.get_run(run_id)
+    except NotFound:
+        raise NotFound(
+            f"No run with id {run_id!r} to resume. start_run's first argument is the id of a run "
+            f"to resume, as in MLflow; to start a new run in an experiment, pass "
+            f"experiment_id=... or experiment={run_id!r} (or call set_experiment first)."
+        ) from None
+    if experiment_id is not None and experiment_id != existing.info.experiment_id:
+        raise InvalidArgument(
+            f"Run {run_id!r} belongs to experiment {existing.info.experiment_id!r}, not "
+            f"{experiment_id!r}; leave experiment_id out to resume it."
+        )
+    if experiment is not None:
+        found = client.get_experiment(existing.info.experiment_id)
+        if found.name != experiment:
+            raise InvalidArgument(
+                f"Run {run_id!r} belongs to experiment {found.name!r}, not {experiment!r}; "
+                f"leave experiment out to resume it."
+            )
+    client.store.resume_run(run_id, run_name)
+    if tags:
+        client.log_batch(run_id, tags=tags)
+    return client.get_run(run_id)
+
+
+def _create(
+    client: Client,
+    stack: tuple[ActiveRun, ...],
+    experiment_id: str | None,
+    experiment: str | None,
+    run_name: str | None,
+    parent_run_id: str | None,
+    tags: Mapping[str, Any],
+) -> Run:
+    if experiment_id is not None and experiment is not None:
+        raise InvalidArgument("Pass experiment_id or experiment (a name), not both.")
+    if experiment_id is not None:
+        exp = client.get_experiment(str(experiment_id))
+    elif experiment is not None:
+        exp = client.store.get_or_create_experiment(experiment)
+    else:
+        exp = current_experiment(client)
+    parent = parent_run_id or (stack[-1].info.run_id if stack else None)
+    if parent is not None and not stack:
+        client.get_run(parent)  # NotFound names a mistyped parent
+    all_tags = {**run_context.source_tags(), **tags}
+    if parent:
+        all_tags[PARENT_TAG] = parent
+    return client.create_run(
+        exp.experiment_id, run_name=run_name, tags=all_tags, parent_run_id=parent
+    )
+
+
 def end_run(status: str = RunStatus.FINISHED) -> None:
-    """End the active run with ``status`` (FINISHED, FAILED or KILLED)."""
+    """End the active run with ``status`` (FINISHED, FAILED or KILLED); no-op with none."""
     stack = _active.get()
     if not stack:
         return
     top = stack[-1]
-    _active.set(stack[:-1])
     top.client.set_terminated(top.info.run_id, status)
+    _active.set(stack[:-1])
+    _last.set((top.client, top.info.run_id))
 
 
-def _require_run() -> ActiveRun:
+def require_run() -> ActiveRun:
     run = active_run()
     if run is None:
         raise InvalidArgument(
-            "No active run: call modelpack.start_run() first (or use a Client with a run_id)."
+            "No active run: call modelpack.start_run() first (or use a Client with a run_id). "
+            "MLflow would have started a run silently here; modelpack asks, so that no run is "
+            "left RUNNING by a forgotten end_run."
         )
     return run
 
 
-def log_param(key: str, value: Any) -> None:
-    run = _require_run()
-    run.client.log_param(run.info.run_id, key, value)
+def _target(run_id: str | None) -> tuple[Client, str]:
+    """The client and run a call with an optional ``run_id=`` logs to."""
+    if run_id is None:
+        run = require_run()
+        return run.client, run.info.run_id
+    return _client(), run_id
 
 
-def log_params(params: Mapping[str, Any]) -> None:
-    run = _require_run()
-    run.client.log_batch(run.info.run_id, params=params)
+def get_run(run_id: str) -> Run:
+    """The run ``run_id``, with its data and inputs as they are now."""
+    return _client().get_run(run_id)
+
+
+def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
+    """Log one param of the active run; returns ``value``, as MLflow does."""
+    run = require_run()
+    return run.client.log_param(run.info.run_id, key, value, synchronous)
+
+
+def log_params(
+    params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None
+) -> None:
+    check_synchronous(synchronous)
+    client, target = _target(run_id)
+    client.log_batch(target, params=params)
 
 
 def log_metric(
-    key: str, value: float, step: int | None = None, timestamp: int | None = None
+    key: str,
+    value: float,
+    step: int | None = None,
+    synchronous: bool | None = None,
+    timestamp: int | None = None,
+    run_id: str | None = None,
 ) -> None:
-    run = _require_run()
-    run.client.log_batch(run.info.run_id, metrics=[(key, value, timestamp, step or 0)])
+    """Log one point of a metric (MLflow's argument order: ``synchronous`` before
+    ``timestamp``); ``step`` defaults to 0 and ``timestamp`` (epoch ms) to now."""
+    check_synchronous(synchronous)
+    client, target = _target(run_id)
+    client.log_batch(target, metrics=[(key, value, timestamp, step or 0)])
 
 
 def log_metrics(
-    metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+    metrics: Mapping[str, float],
+    step: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+    timestamp: int | None = None,
 ) -> None:
     """Log several metrics at one step, in one transaction."""
-    run = _require_run()
+    check_synchronous(synchronous)
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgument(
+            f"log_metrics takes a dict of name to value, got {type(metrics).__name__}."
+        )
+    client, target = _target(run_id)
     stamp = timestamp or int(time.time() * 1000)
-    run.client.log_batch(
-        run.info.run_id, metrics=[Metric(k, v, stamp, step or 0) for k, v in metrics.items()]
-    )
+    client.log_batch(target, metrics=[Metric(k, v, stamp, step or 0) for k, v in metrics.items()])
 
 
-def set_tag(key: str, value: Any) -> None:
-    run = _require_run()
-    run.client.set_tag(run.info.run_id, key, value)
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+    run = require_run()
+    run.client.set_tag(run.info.run_id, key, value, synchronous)
 
 
-def set_tags(tags: Mapping[str, Any]) -> None:
-    run = _require_run()
+def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> None:
+    check_synchronous(synchronous)
+    run = require_run()
     run.client.log_batch(run.info.run_id, tags=tags)
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    run = _require_run()
-    run.client.log_artifact(run.info.run_id, local_path, artifact_path)
+def delete_tag(key: str) -> None:
+    """Remove a tag of the active run (``NotFound`` if it has none by that key)."""
+    run = require_run()
+    run.client.delete_tag(run.info.run_id, key)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    run = _require_run()
-    run.client.log_artifacts(run.info.run_id, local_dir, artifact_path)
+def log_artifact(
+    local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    client, target = _target(run_id)
+    client.log_artifact(target, local_path, artifact_path)
+
+
+def log_artifacts(
+    local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    client, target = _target(run_id)
+    client.log_artifacts(target, local_dir, artifact_path)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """The URI of the active run's artifacts, or of ``artifact_path`` inside them."""
+    run = require_run()
+    root = run.info.artifact_uri.rstrip("/")
+    if not artifact_path:
+        return root
+    from modelpack.paths import check_relative
+
+    check_relative(artifact_path, "Artifact path")
+    return f"{root}/{artifact_path.lstrip('/')}"
 
 
 def log_model(
     model: Any, name: str, *, registered_model_name: str | None = None, **save_kwargs: Any
 ) -> ModelInfo:
     """Save ``model`` as a package into the active run's artifacts (and register it if asked)."""
-    run = _require_run()
+    run = require_run()
     return run.client.log_model(
         run.info.run_id, model, name, registered_model_name=registered_model_name, **save_kwargs
     )
@@ -233,14 +403,61 @@ def register_model(
 
 
 def search_runs(
-    experiment_names: Sequence[str] | None = None, filter_string: str | None = None, **kwargs: Any
+    experiment_ids: Sequence[str] | None = None,
+    filter_string: str = "",
+    run_view_type: str | int = ViewType.ACTIVE_ONLY,
+    max_results: int = 100_000,
+    order_by: Sequence[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: Sequence[str] | None = None,
 ) -> Any:
-    """``Client().search_runs`` over experiments by name (default: the current experiment)."""
-    if experiment_names is None and "experiment_ids" not in kwargs:
-        experiment_names = [os.environ.get("MODELPACK_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT]
-    return Client().search_runs(
-        experiment_names=experiment_names, filter_string=filter_string, **kwargs
-    )
+    """Runs matching ``filter_string``, as MLflow's fluent ``search_runs``: a pandas DataFrame
+    (``run_id``, ``experiment_id``, ``status``, ``artifact_uri``, ``start_time``,
+    ``end_time``, ``run_name``, ``user_id``, ``metrics.*``, ``params.*``, ``tags.*``), or a list
+    of ``Run`` with ``output_format="list"``.
+
+    Default experiments: the current one (``set_experiment``), or every active one with
+    ``search_all_experiments=True``. An experiment name that does not exist matches nothing.
+    """
+    if output_format not in ("pandas", "list"):
+        raise InvalidArgument(f"output_format must be 'pandas' or 'list', got {output_format!r}.")
+    if experiment_ids and experiment_names:
+        raise InvalidArgument("Pass experiment_ids or experiment_names, not both.")
+    if isinstance(experiment_ids, str) or isinstance(experiment_names, str):
+        raise InvalidArgument(
+            'experiment_ids and experiment_names are lists: write ["..."] around one.'
+        )
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}.")
+    client = _client()
+    if experiment_names:
+        found = [client.get_experiment_by_name(n) for n in experiment_names]
+        ids = [e.experiment_id for e in found if e is not None]
+    elif experiment_ids:
+        ids = [str(i) for i in experiment_ids]
+    elif search_all_experiments:
+        ids = [e.experiment_id for e in client.store.search_experiments()]
+    else:
+        ids = [current_experiment(client).experiment_id]
+    runs: list[Run] = []
+    token = None
+    while ids and len(runs) < max_results:
+        page = client.search_runs(
+            ids,
+            filter_string,
+            run_view_type,
+            min(max_results - len(runs), 50_000),
+            order_by,
+            token,
+        )
+        runs.extend(page)
+        token = page.token
+        if token is None:
+            break
+    if output_format == "list":
+        return PagedList(runs, None)
+    return runs_frame(runs)
 
 
 def log_input(
@@ -249,7 +466,7 @@ def log_input(
     """Record that the active run used ``dataset`` (from ``modelpack.data.from_pandas`` or
     ``from_numpy``): its name, digest, schema, profile and source, and ``context`` (e.g.
     "training") as the input's ``mlflow.data.context`` tag. The data itself is not copied."""
-    run = _require_run()
+    run = require_run()
     run.client.log_inputs(run.info.run_id, [input_of(dataset, context, tags)])
 
 
@@ -271,9 +488,3 @@ def input_of(dataset: Any, context: str | None, tags: Mapping[str, Any] | None) 
             )
         all_tags[CONTEXT_TAG] = context
     return DatasetInput(dataset.to_entity(), tuple(InputTag(k, v) for k, v in all_tags.items()))
-
-
-def get_run(run_id: str) -> Run:
-    """The run ``run_id``, with its data and inputs as they are now."""
-    run = active_run()
-    return (run.client if run else Client()).get_run(run_id)

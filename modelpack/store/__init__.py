@@ -7,35 +7,14 @@ it is imported only when a store is opened, never by ``import modelpack``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from modelpack.store.defaults import DEFAULT_DIR, default_artifact_root, default_tracking_uri
 
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
 
 __all__ = ["DEFAULT_DIR", "default_artifact_root", "default_tracking_uri", "open_store"]
-
-DEFAULT_DIR = "modelpack-store"
-
-
-def default_tracking_uri() -> str:
-    """``MODELPACK_TRACKING_URI``, else the embedded SQLite store under ./modelpack-store."""
-    uri = os.environ.get("MODELPACK_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(DEFAULT_DIR, 'modelpack.db').absolute()}"
-
-
-def default_artifact_root(tracking_uri: str) -> str:
-    """``MODELPACK_ARTIFACT_ROOT``, else ``artifacts/`` beside an SQLite file (or in
-    ./modelpack-store for other databases)."""
-    root = os.environ.get("MODELPACK_ARTIFACT_ROOT")
-    if root:
-        return root if "://" in root else str(Path(root).absolute())
-    if tracking_uri.startswith("sqlite:///") and ":memory:" not in tracking_uri:
-        return str(Path(tracking_uri[len("sqlite:///") :]).absolute().parent / "artifacts")
-    return str(Path(DEFAULT_DIR, "artifacts").absolute())
 
 
 def open_store(

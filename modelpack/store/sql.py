@@ -24,13 +24,16 @@ from modelpack.entities import (
     RunInfo,
     RunInputs,
     RunStatus,
+    ViewType,
     at_ms,
+    ended_message,
     from_ms,
     now_ms,
 )
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 from modelpack.store import engines, inputs, search, validation
 from modelpack.store import schema as t
+from modelpack.store.experiments import ExperimentsMixin
 from modelpack.store.registry import RegistryMixin
 from modelpack.uris import redact
 
@@ -64,13 +67,7 @@ def _by_key(rows: list[tuple]) -> list[tuple]:
     return sorted(rows, key=lambda row: row[1])
 
 
-class ViewType:
-    ACTIVE_ONLY = "ACTIVE_ONLY"
-    DELETED_ONLY = "DELETED_ONLY"
-    ALL = "ALL"
-
-
-class SqlStore(RegistryMixin):
+class SqlStore(RegistryMixin, ExperimentsMixin):
     """Experiments, runs and registered models in one SQL database."""
 
     def __init__(self, engine: sa.Engine, artifact_root: str) -> None:
@@ -249,6 +246,7 @@ class SqlStore(RegistryMixin):
         user_id: str,
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        start_time: int | None = None,
     ) -> Run:
         run_id = uuid.uuid4().hex
         name = validation.name(run_name, "Run name") if run_name else f"run-{run_id[:8]}"
@@ -263,7 +261,7 @@ class SqlStore(RegistryMixin):
                     run_name=name,
                     user_id=user_id,
                     status=RunStatus.RUNNING,
-                    start_time=now_ms(),
+                    start_time=now_ms() if start_time is None else start_time,
                     end_time=None,
                     lifecycle_stage=ACTIVE,
                     artifact_uri=f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts",
@@ -350,6 +348,28 @@ class SqlStore(RegistryMixin):
             self._run_row(conn, run_id)
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
 
+    def resume_run(self, run_id: str, run_name: str | None = None) -> None:
+        """Set an ended run RUNNING again (``start_run(run_id=...)``); its end time is cleared."""
+        values: dict[str, Any] = {"status": RunStatus.RUNNING, "end_time": None}
+        if run_name is not None:
+            values["run_name"] = validation.name(run_name, "Run name")
+        with self._begin() as conn:
+            row = self._run_row(conn, run_id)
+            if row.lifecycle_stage != ACTIVE:
+                raise InvalidArgument(
+                    f"Run {run_id!r} is deleted; restore it (Client().restore_run) to resume it."
+                )
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._begin() as conn:
+            self._writable_run(conn, run_id, lock=True)
+            gone = conn.execute(
+                t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Run {run_id!r} has no tag {key!r}.")
+
     def set_run_lifecycle(self, run_id: str, stage: str) -> None:
         with self._begin() as conn:
             self._run_row(conn, run_id)
@@ -371,9 +391,7 @@ class SqlStore(RegistryMixin):
         if row.lifecycle_stage != ACTIVE:
             raise InvalidArgument(f"Run {run_id!r} is deleted; restore it before logging to it.")
         if row.status != RunStatus.RUNNING:
-            raise InvalidArgument(
-                f"Run {run_id!r} has ended ({row.status}); start a new run to log more."
-            )
+            raise InvalidArgument(ended_message(run_id, row.status))
         return row
 
     def _write_tags(self, conn: sa.Connection, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -549,14 +567,11 @@ class SqlStore(RegistryMixin):
         max_results = search.check_max_results(max_results)
         offset = search.decode_token(page_token)
         query = sa.select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
+        run_view_type = ViewType.check(run_view_type)
         if run_view_type == ViewType.ACTIVE_ONLY:
             query = query.where(t.runs.c.lifecycle_stage == ACTIVE)
         elif run_view_type == ViewType.DELETED_ONLY:
             query = query.where(t.runs.c.lifecycle_stage == DELETED)
-        elif run_view_type != ViewType.ALL:
-            raise InvalidArgument(
-                f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {run_view_type!r}."
-            )
         condition = search.run_condition(filter_string)
         if condition is not None:
             query = query.where(condition)

@@ -127,7 +127,7 @@ def test_search_runs_fluent_and_register_model(tracking_env, forest, xy):
         with modelpack.start_run():
             modelpack.log_metric("acc", acc)
             info = modelpack.log_model(forest, "model", input_example=xy[0][:2])
-    runs = modelpack.search_runs(filter_string="metrics.acc > 0.9")
+    runs = modelpack.search_runs(filter_string="metrics.acc > 0.9", output_format="list")
     assert [r.data.metrics["acc"] for r in runs] == [0.95]
     mv = modelpack.register_model(info.model_uri, "Search")
     assert mv.version == 1 and mv.run_id == info.run_id
