@@ -52,10 +52,10 @@ def _split(artifact_file: Any) -> tuple[str | None, str]:
             f"artifact_file is a file path inside the run's artifacts (e.g. 'plots/loss.png'), "
             f"got {artifact_file!r}."
         )
+    if artifact_file.endswith("/"):
+        raise InvalidArgument(f"artifact_file {artifact_file!r} names a folder; add a file name.")
     check_relative(artifact_file, "artifact_file")
     norm = posixpath.normpath(artifact_file)
-    if artifact_file.endswith("/") or norm in (".", ""):
-        raise InvalidArgument(f"artifact_file {artifact_file!r} names a folder; add a file name.")
     folder, name = posixpath.split(norm)
     return folder or None, name
 
