@@ -125,3 +125,103 @@ def test_log_input_refuses_what_is_not_a_dataset_and_ended_runs(tracking_env, df
 
     with pytest.raises(InvalidArgument, match="has ended"):
         client.log_inputs(run_id, [input_of(modelpack.data.from_pandas(df), "x", None)])
+
+
+# ---------------------------------------------------------------------------- the real MLflow
+
+_MLFLOW_SCRIPT = r"""
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, pandas as pd, mlflow
+mlflow.set_tracking_uri(f"sqlite:///{sys.argv[1]}/mlflow.db")
+df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "n": [1, 2, 3], "label": [0, 1, 0], "s": list("abc")})
+X = np.arange(12, dtype="float32").reshape(4, 3)
+y = np.array([0, 1, 0, 1])
+ds = mlflow.data.from_pandas(df, source="data/train.csv", targets="label", name="train")
+nd = mlflow.data.from_numpy(X, targets=y, source="x.npy")
+out = {
+    "pandas": {
+        "digest": ds.digest,
+        "profile": ds.profile,
+        "source": json.loads(ds.source.to_json()),
+        "source_type": ds.source._get_source_type(),
+    },
+    "numpy": {"digest": nd.digest, "profile": json.loads(json.dumps(nd.profile))},
+}
+mlflow.set_experiment("shape")
+with mlflow.start_run() as run:
+    mlflow.log_param("depth", 3)
+    mlflow.log_metric("acc", 0.5)
+    mlflow.set_tag("team", "risk")
+    mlflow.log_input(ds, context="training")
+    mlflow.log_table({"x": [1, 2], "y": ["a", "b"]}, artifact_file="t.json")
+    mlflow.log_table({"x": [3], "y": ["c"]}, artifact_file="t.json")
+    mlflow.log_dict({"a": 1, "b": [1, 2]}, "c.yaml")
+with mlflow.start_run():
+    mlflow.log_metric("acc", 0.9)
+frame = mlflow.search_runs()
+out["columns"] = [c for c in frame.columns if not c.startswith("tags.mlflow")]
+kept = out["columns"][:6] + ["metrics.acc", "params.depth", "tags.team"]
+out["dtypes"] = {c: str(frame[c].dtype) for c in kept}
+got = mlflow.get_run(run.info.run_id).inputs.dataset_inputs[0]
+out["input_tags"] = {t.key: t.value for t in got.tags}
+out["input_profile"] = json.loads(got.dataset.profile)
+def fetch(path):
+    return mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=path, dst_path=sys.argv[1] + "/dl"
+    )
+out["table"] = json.load(open(fetch("t.json")))
+out["yaml"] = open(fetch("c.yaml")).read()
+print(json.dumps(out))
+"""
+
+_FRAME = pd.DataFrame(
+    {"x": [1.0, 2.0, 3.0], "n": [1, 2, 3], "label": [0, 1, 0], "s": ["a", "b", "c"]}
+)
+
+
+@pytest.fixture(scope="module")
+def mlflow_side(mlflow_env, tmp_path_factory):
+    """What the real MLflow 3.17.2 makes of the same data and logging calls (one script)."""
+    tmp = tmp_path_factory.mktemp("mlflow-side")
+    return mlflow_env.json(_MLFLOW_SCRIPT, str(tmp), cwd=tmp)
+
+
+def test_datasets_digest_profile_and_source_as_mlflow(mlflow_side):
+    ds = modelpack.data.from_pandas(_FRAME, source="data/train.csv", targets="label", name="train")
+    X = np.arange(12, dtype="float32").reshape(4, 3)
+    nd = modelpack.data.from_numpy(X, targets=np.array([0, 1, 0, 1]), source="x.npy")
+    assert ds.digest == mlflow_side["pandas"]["digest"]
+    assert ds.profile == mlflow_side["pandas"]["profile"]
+    assert ds.source.to_dict() == mlflow_side["pandas"]["source"]
+    assert ds.source.source_type == mlflow_side["pandas"]["source_type"]
+    assert nd.digest == mlflow_side["numpy"]["digest"]
+    assert nd.profile == mlflow_side["numpy"]["profile"]
+
+
+def test_logged_content_has_mlflows_shapes(tracking_env, mlflow_side, tmp_path):
+    ds = modelpack.data.from_pandas(_FRAME, source="data/train.csv", targets="label", name="train")
+    modelpack.set_experiment("shape")
+    with modelpack.start_run() as run:
+        modelpack.log_param("depth", 3)
+        modelpack.log_metric("acc", 0.5)
+        modelpack.set_tag("team", "risk")
+        modelpack.log_input(ds, context="training")
+        modelpack.log_table({"x": [1, 2], "y": ["a", "b"]}, artifact_file="t.json")
+        modelpack.log_table({"x": [3], "y": ["c"]}, artifact_file="t.json")
+        modelpack.log_dict({"a": 1, "b": [1, 2]}, "c.yaml")
+    with modelpack.start_run():
+        modelpack.log_metric("acc", 0.9)
+    frame = modelpack.search_runs()
+    ours = [c for c in frame.columns if not c.startswith("tags.modelpack")]
+    # The same columns in the same order, plus run_name and user_id after the attributes.
+    assert [c for c in ours if c not in ("run_name", "user_id")] == mlflow_side["columns"]
+    assert {c: str(frame[c].dtype) for c in mlflow_side["dtypes"]} == mlflow_side["dtypes"]
+    got = modelpack.get_run(run.info.run_id).inputs.dataset_inputs[0]
+    assert {t.key: t.value for t in got.tags} == mlflow_side["input_tags"]
+    assert json.loads(got.dataset.profile) == mlflow_side["input_profile"]
+    client = modelpack.Client()
+    table = client.download_artifacts(run.info.run_id, "t.json", tmp_path / "dl")
+    assert json.loads(table.read_text()) == mlflow_side["table"]
+    text = client.download_artifacts(run.info.run_id, "c.yaml", tmp_path / "dl").read_text()
+    assert text == mlflow_side["yaml"]
