@@ -58,7 +58,7 @@ def _suggest(message: str, typed: str, options: Sequence[str]) -> str:
 
 
 def build_parser() -> Parser:
-    from modelpack.cli import db, gc, import_model, models, package, runs, serve
+    from modelpack.cli import db, gc, import_mlflow, import_model, models, package, runs, serve
     from modelpack.cli import predict as predict_cmd
 
     parser = Parser(
@@ -80,6 +80,7 @@ def build_parser() -> Parser:
     predict_cmd.add_parsers(commands)
     serve.add_parsers(commands)
     import_model.add_parsers(commands)
+    import_mlflow.add_parsers(commands)
     return parser
 
 
