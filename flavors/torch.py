@@ -2,7 +2,8 @@
 
 With an input example the module is saved as a pickle-free ``torch.export`` program with a
 dynamic batch dimension (``model/model.pt2``). When export fails, or without an example, it is
-saved as TorchScript, and as a last resort as a cloudpickled module (``model/model.pt``). The
+saved as TorchScript, and as a last resort as a cloudpickled module (``model/model.pth``, the
+name MLflow's loader opens; packages saved before used ``model/model.pt``). The
 config's ``format`` says which; ``save(..., format=...)`` forces one.
 """
 
@@ -32,7 +33,8 @@ CONFIG_KEYS = {
     "float_dtype": None,
     "input_dtype": None,
 }
-_FILES = {"export": "model/model.pt2", "torchscript": "model/model.pt", "pickle": "model/model.pt"}
+_PTH = "model/model.pth"  # the name mlflow.pytorch opens (modelpack.mlmodel)
+_FILES = {"export": "model/model.pt2", "torchscript": _PTH, "pickle": _PTH}
 _LABELS = {"export": "torch.export", "torchscript": "TorchScript", "pickle": "pickle"}
 # The attribute under which ``load`` keeps the ExportedProgram next to its module.
 _PROGRAM_ATTR = "_modelpack_exported_program"

@@ -473,6 +473,7 @@ def save(
     metadata: Mapping[str, Any] | None = None,
     also: Sequence[str] = (),
     overwrite: bool = False,
+    mlflow: bool = True,
     **flavor_options: Any,
 ) -> Manifest:
     """Save ``model`` as a package directory at ``path``, atomically.
@@ -493,6 +494,8 @@ def save(
         also: other flavors to store too, e.g. ``("onnx",)`` for a scikit-learn model; each is
             converted, and checked to agree with the model on the input example.
         overwrite: replace an existing package at ``path``.
+        mlflow: also write an ``MLmodel`` file (and the files MLflow's loaders open), so that
+            MLflow loads and serves the package too (``modelpack.mlmodel``); hashed like the rest.
         **flavor_options: for the flavor's saver, e.g. ``predict_method="predict_proba"``.
 
     Returns:
@@ -532,6 +535,8 @@ def save(
             )
     if signature is not None and not isinstance(signature, Signature):
         raise InvalidArgument(f"signature must be a modelpack.Signature, got {signature!r}.")
+    if not isinstance(mlflow, bool):
+        raise InvalidArgument(f"mlflow must be True or False, got {mlflow!r}.")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidArgument(f"metadata must be a mapping, got {type(metadata).__name__}.")
     from modelpack.environment import check_requirements
@@ -563,6 +568,7 @@ def save(
             code_paths,
             metadata or {},
             flavor_options,
+            mlflow,
         )
         atomic.fsync_tree(staging)
         _publish(staging, target, overwrite)
@@ -585,6 +591,7 @@ def _build(
     code_paths: Sequence[str | os.PathLike[str]],
     metadata: Mapping[str, Any],
     flavor_options: dict[str, Any],
+    mlflow: bool = True,
 ) -> Manifest:
     import json
 
@@ -671,10 +678,27 @@ def _build(
     reqs += [r for r in extra_reqs if r not in reqs]
     atomic.write_durably(staging / "requirements.txt", ("\n".join(reqs) + "\n").encode("utf-8"))
     atomic.write_durably(staging / "python_env.yaml", dump_yaml(python_env()).encode("utf-8"))
+    model_id, created_at = uuid.uuid4().hex, _dt.datetime.now(_dt.UTC)
+    if mlflow:  # before the hashes are taken: the manifest covers these files too
+        from modelpack import mlmodel
+
+        mlmodel.write(
+            staging,
+            flavor=module.NAME,
+            configs=configs,
+            signature=signature,
+            input_example=example_rel,
+            model_id=model_id,
+            created_at=created_at,
+            python_version=python_version(),
+            requirements=reqs,
+            metadata=metadata,
+            modelpack_version=__version__,
+        )
 
     manifest = Manifest(
-        model_id=uuid.uuid4().hex,
-        created_at=_dt.datetime.now(_dt.UTC),
+        model_id=model_id,
+        created_at=created_at,
         modelpack_version=__version__,
         flavor=module.NAME,
         flavors=configs,

@@ -57,10 +57,14 @@ def test_saved_manifest_has_the_golden_layout(saved):
         "python": written["environment"]["python"],
     }
     assert sorted(written["files"]) == [
+        "MLmodel",  # the MLflow files (modelpack.mlmodel), hashed like the rest
+        "conda.yaml",
         "input_example.json",
+        "mlflow_input_example.json",
         "model/model.pkl",
         "python_env.yaml",
         "requirements.txt",
+        "serving_input_example.json",
     ]
 
 

@@ -160,7 +160,7 @@ def test_export_checks_feature_shape(tmp_path, X):
 def test_without_example_saves_torchscript(tmp_path, X):
     model = mlp()
     config, _, predict = roundtrip(model, tmp_path)
-    assert (config["format"], config["path"]) == ("torchscript", "model/model.pt")
+    assert (config["format"], config["path"]) == ("torchscript", "model/model.pth")
     np.testing.assert_allclose(predict(X, {}), eager(model, X), **FLOAT32)
 
 
