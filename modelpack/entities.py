@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "Metric",
     "ModelInfo",
     "ModelVersion",
+    "PagedList",
     "Param",
     "RegisteredModel",
     "Run",
@@ -140,6 +141,12 @@ class Experiment(_Dict):
     lifecycle_stage: str
     creation_time: _dt.datetime
     tags: Mapping[str, str] = field(default_factory=dict)
+    last_update_time: _dt.datetime | None = None
+
+    @property
+    def creation_time_ms(self) -> int:
+        """``creation_time`` in epoch milliseconds (what MLflow's ``creation_time`` is)."""
+        return _exact_ms(self.creation_time)
 
 
 @dataclass(frozen=True)
@@ -269,6 +276,14 @@ class ModelVersion(_Dict):
         return self.stage
 
     @property
+    def creation_timestamp(self) -> int:  # MLflow's: epoch milliseconds
+        return _exact_ms(self.created_at)
+
+    @property
+    def last_updated_timestamp(self) -> int:  # MLflow's: epoch milliseconds
+        return _exact_ms(self.updated_at)
+
+    @property
     def uri(self) -> str:
         return model_uri(self.name, self.version)
 
@@ -282,6 +297,14 @@ class RegisteredModel(_Dict):
     created_at: _dt.datetime
     updated_at: _dt.datetime
     latest_versions: tuple[ModelVersion, ...] = ()
+
+    @property
+    def creation_timestamp(self) -> int:  # MLflow's: epoch milliseconds
+        return _exact_ms(self.created_at)
+
+    @property
+    def last_updated_timestamp(self) -> int:  # MLflow's: epoch milliseconds
+        return _exact_ms(self.updated_at)
 
 
 @dataclass(frozen=True)
@@ -342,3 +365,11 @@ class ModelInfo(_Dict):
     def saved_input_example_info(self) -> dict[str, str] | None:
         example = self.manifest.input_example
         return None if example is None else {"artifact_path": example, "type": "json_object"}
+
+
+class PagedList(list):
+    """A page of results; ``token`` fetches the next page (``None`` on the last)."""
+
+    def __init__(self, items: Iterable[Any], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token

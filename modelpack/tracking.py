@@ -20,13 +20,14 @@ from types import TracebackType
 from typing import Any
 
 from modelpack import run_context
-from modelpack.client import Client, PagedList, check_synchronous, runs_frame
+from modelpack.client import Client, MlflowClient, PagedList, check_synchronous, runs_frame
 from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus, ViewType
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.experiments import current_experiment
 
 __all__ = [
     "ActiveRun",
+    "MlflowClient",
     "active_run",
     "delete_tag",
     "end_run",

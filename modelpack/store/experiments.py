@@ -35,7 +35,7 @@ class ExperimentsMixin:
 
     def search_experiments_page(
         self,
-        view_type: str = ViewType.ACTIVE_ONLY,
+        view_type: str | int = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         filter_string: str | None = None,
         order_by: Sequence[str] | None = None,

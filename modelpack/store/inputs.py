@@ -53,11 +53,10 @@ def check_inputs(dataset_inputs: Iterable[DatasetInput]) -> list[DatasetInput]:
 
 
 def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, values: dict) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
 
 
 def write_inputs(

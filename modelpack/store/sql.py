@@ -198,6 +198,7 @@ class SqlStore(RegistryMixin, ExperimentsMixin):
             lifecycle_stage=row.lifecycle_stage,
             creation_time=at_ms(row.creation_time),
             tags=dict(tag_rows.all()),
+            last_update_time=at_ms(row.last_update_time),
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -559,7 +560,7 @@ class SqlStore(RegistryMixin, ExperimentsMixin):
         self,
         experiment_ids: Sequence[str],
         filter_string: str | None = None,
-        run_view_type: str = ViewType.ACTIVE_ONLY,
+        run_view_type: str | int = ViewType.ACTIVE_ONLY,
         max_results: int = 1000,
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
