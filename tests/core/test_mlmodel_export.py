@@ -18,6 +18,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -232,16 +233,25 @@ def mlflow_side(exported, mlflow_env):
         start_new_session=True,
     )
     try:
-        alone = mlflow_env.json(
-            MLFLOW_SCRIPT,
-            str(root),
-            json.dumps({**PACKAGES, "python": "ab"}),
-            "flavors",
-            cwd=root,
-        )
-        together = mlflow_env.json(
-            MLFLOW_SCRIPT, str(root), json.dumps(NEEDS_MODELPACK), cwd=root, with_modelpack=root
-        )
+        # The two scripts (each ~5 s of imports) run side by side, while the server boots.
+        with ThreadPoolExecutor(2) as pool:
+            alone = pool.submit(
+                mlflow_env.json,
+                MLFLOW_SCRIPT,
+                str(root),
+                json.dumps({**PACKAGES, "python": "ab"}),
+                "flavors",
+                cwd=root,
+            )
+            together = pool.submit(
+                mlflow_env.json,
+                MLFLOW_SCRIPT,
+                str(root),
+                json.dumps(NEEDS_MODELPACK),
+                cwd=root,
+                with_modelpack=root,
+            )
+            alone, together = alone.result(), together.result()
         _wait_until_up(port, server, deadline_s=120)
         rows = np.asarray(json.loads((root / "inputs.json").read_text())["array"])
         served = {
@@ -423,3 +433,13 @@ def test_packages_saved_with_model_pt_still_load(tmp_path, xy):
     predict = torch_flavor.predictor(torch_flavor.load(tmp_path, old), old)
     with torch.no_grad():
         np.testing.assert_allclose(predict(X, {}), net(torch.as_tensor(X)).numpy(), **FLOAT32)
+
+
+def test_log_model_writes_the_mlmodel_too(tracking_env, forest, xy):
+    with modelpack.start_run() as run:
+        modelpack.log_model(forest, "model", input_example=xy[0][:3])
+        modelpack.log_model(forest, "bare", mlflow=False)
+    logged = modelpack.load(f"runs:/{run.info.run_id}/model")
+    assert set(MLFLOW_FILES) <= set(logged.manifest.files)
+    assert (logged.path / "MLmodel").is_file()
+    assert "MLmodel" not in modelpack.load(f"runs:/{run.info.run_id}/bare").manifest.files
