@@ -24,6 +24,7 @@ from modelpack.client import Client, MlflowClient, PagedList, check_synchronous,
 from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus, ViewType
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.experiments import current_experiment
+from modelpack.uris import redact
 
 __all__ = [
     "ActiveRun",
@@ -110,6 +111,14 @@ def set_tracking_uri(uri: str) -> None:
         uri = os.fspath(uri)
     if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"Expected a tracking URI, got {uri!r}.")
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise InvalidArgument(
+            f"Tracking URI {redact(uri)!r}: modelpack's tracking store is SQLite or PostgreSQL "
+            f"(sqlite:///path/modelpack.db, postgresql://user@host/db). MLflow would have "
+            f"accepted a folder, file: or http(s): URI here; to bring such a store over, run "
+            f"`modelpack import-mlflow --from {redact(uri)} --to sqlite:///modelpack.db`."
+        )
     os.environ["MODELPACK_TRACKING_URI"] = uri
 
 

@@ -306,3 +306,12 @@ def test_download_artifacts_module_function(tracking_env, tmp_path):
         modelpack.artifacts.download_artifacts(run_id="nope")
     with pytest.raises(InvalidArgument, match="exactly one"):
         modelpack.artifacts.download_artifacts()
+
+
+def test_tracking_uris_mlflow_accepts_and_modelpack_does_not(tracking_env, monkeypatch):
+    for uri in ("file:./mlruns", "http://127.0.0.1:5000", "./mlruns"):
+        with pytest.raises(InvalidArgument, match=r"SQLite or PostgreSQL.*modelpack import-mlflow"):
+            modelpack.set_tracking_uri(uri)
+    monkeypatch.delenv("MODELPACK_TRACKING_URI")
+    modelpack.set_tracking_uri(tracking_env)
+    assert modelpack.get_tracking_uri() == tracking_env
