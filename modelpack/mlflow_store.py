@@ -83,18 +83,18 @@ class ImportReport:
             for row in cells
         ]
         failed = sum(c.failed for c in self.counts.values())
-        if self.copied:
+        if self.metric_points or self.artifact_files:
             lines.append(
                 f"Copied {self.metric_points} metric points and {self.artifact_files} "
                 f"artifact files."
             )
-        elif failed:
+        if not self.copied:
             lines.append(
                 f"Nothing to copy: everything else is already there; {failed} could not be "
                 f"copied (below)."
+                if failed
+                else "Nothing to copy: the destination has everything the source has."
             )
-        else:
-            lines.append("Nothing to copy: the destination has everything the source has.")
         lines += [f"failed: {SINGULAR[kind]} {what}: {why}" for kind, what, why in self.failures]
         return "\n".join(lines)
 

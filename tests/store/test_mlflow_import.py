@@ -7,6 +7,7 @@ returns for each; every import is compared with that dump.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -239,8 +240,6 @@ def mlflow_sources(mlflow_env, postgres_server, tmp_path_factory):
             "postgresql": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
             "http": http,
         }
-        import json
-
         try:
             dumps = mlflow_env.json(
                 MAKE_SOURCES, str(tmp), json.dumps(uris), cwd=tmp, MLFLOW_ALLOW_FILE_STORE="true"
@@ -417,16 +416,16 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
-def test_an_import_killed_midway_is_finished_by_the_next(mlflow_sources, tmp_path):
+def test_an_import_killed_midway_is_finished_by_the_next(mlflow_sources, tmp_path, capsys):
     uri, dump = mlflow_sources["sqlite"]
     dest = f"sqlite:///{tmp_path / 'dest' / 'modelpack.db'}"
     root = tmp_path / "artifacts"
     argv = ["import-mlflow", "--from", uri, "--to", dest, "--artifact-root", str(root)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPACK_")}
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(name: str, at: str, *options: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-c", KILLER, *args, *argv],
+            [sys.executable, "-c", KILLER, name, at, *argv, *options],
             env=env,
             capture_output=True,
             text=True,
@@ -436,8 +435,9 @@ def test_an_import_killed_midway_is_finished_by_the_next(mlflow_sources, tmp_pat
     # Killed in the third run's copy, then in the first version's registration.
     assert run("insert_run", "3").returncode == -signal.SIGKILL
     assert run("insert_version", "1").returncode == -signal.SIGKILL
-    done = run("insert_run", "0")
+    done = run("insert_run", "0", "--progress")
     assert done.returncode == 1, done.stderr  # 1: the 'odd' version cannot be converted
+    assert "objects" in done.stderr  # the bar
     client = Client(dest, str(root))
     assert_same_as_mlflow(client, dump)
     # No duplicate points (the histories above are exact), and only the two registered
@@ -448,7 +448,28 @@ def test_an_import_killed_midway_is_finished_by_the_next(mlflow_sources, tmp_pat
         "kind               source  copied  already there  failed",
         "experiments        4       0       4              0",
         f"runs               {len(dump['runs'])}       0       {len(dump['runs'])}              0",
-        "registered models  2       0       2              0",
+        "registered models  2       1       1              0",
         "model versions     3       2       0              1",
         "aliases            2       2       0              0",
     ]
+    assert lines[7:] == [
+        "failed: model version 'odd' v1: This MLflow model's flavor is fancy_flavor, which "
+        "modelpack cannot load. Supported MLflow flavors: sklearn, pytorch, onnx, "
+        "python_function (a PythonModel, loader_module mlflow.pyfunc.model).",
+    ]
+
+    from modelpack.cli import main
+
+    assert main([*argv, "--json", "--no-progress"]) == 1
+    again = json.loads(capsys.readouterr().out)
+    assert {k: (c["copied"], c["already_there"]) for k, c in again["counts"].items()} == {
+        "experiments": (0, 4),
+        "runs": (0, len(dump["runs"])),
+        "registered models": (0, 2),
+        "model versions": (0, 2),
+        "aliases": (0, 2),
+    }
+    assert [f["what"] for f in again["failures"]] == ["'odd' v1"]
+    assert main([*argv, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "Nothing to copy: everything else is already there; 1 could not be copied" in out
