@@ -323,12 +323,17 @@ def _what(version: SourceVersion) -> str:
 def resolve_source(version: SourceVersion, logged_model: Any) -> str:
     """Where a version's files are, from its source: ``models:/m-...`` (a logged model),
     ``runs:/...`` is refused (MLflow resolves it at registration), else the URI itself."""
+    from modelpack import uris
+
     source = version.source
-    found = re.fullmatch(r"models:/(m-[0-9a-f]+)/*", source)
-    if found:
-        location = logged_model(found[1])
+    try:
+        named = uris.registered_model(source)
+    except InvalidArgument:  # models:/Name/3 and the like: not a logged model
+        named = None
+    if named is not None and re.fullmatch(r"m-[0-9a-f]+", named):
+        location = logged_model(named)
         if not location:
-            raise NotFound(f"{_what(version)}: its logged model {found[1]} is not in the store.")
+            raise NotFound(f"{_what(version)}: its logged model {named} is not in the store.")
         return str(location)
     if source.startswith(("runs:", "models:")):
         raise InvalidArgument(
