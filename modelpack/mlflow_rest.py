@@ -8,6 +8,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,22 @@ class RestReader:
             raise ModelpackError(f"The {self.description} answered {path} with {type(data)}.")
         return data
 
-    def _pages(self, route: str, field: str, post: dict[str, Any] | None = None, **params: Any):
+    def _pages(
+        self,
+        route: str,
+        field: str,
+        *,
+        post: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Iterator[Any]:
+        """Every item of ``field`` over all pages (POST ``post`` or GET ``params``)."""
         token = None
         for _ in range(MAX_PAGES):
             if post is not None:
                 page = self._json(route, body={**post, **({"page_token": token} if token else {})})
             else:
-                extra = {"page_token": token} if token else {}
-                page = self._json(route, params={**params, **extra})
+                extra: dict[str, Any] = {"page_token": token} if token else {}
+                page = self._json(route, params={**(params or {}), **extra})
             yield from page.get(field) or ()
             token = page.get("next_page_token")
             if not token:
@@ -154,7 +163,7 @@ class RestReader:
             MetricPoint(
                 key, float(m["value"]), int(m.get("timestamp") or 0), int(m.get("step") or 0)
             )
-            for m in self._pages("metrics/get-history", "metrics", **params)
+            for m in self._pages("metrics/get-history", "metrics", params=params)
         ]
 
     def _download(self, path: str, params: dict[str, Any] | None, target: Path) -> None:
@@ -169,7 +178,7 @@ class RestReader:
                 return
             folder = pending.pop()
             params = {"run_id": run.run_id, **({"path": folder} if folder else {})}
-            for f in self._pages("artifacts/list", "files", **params):
+            for f in self._pages("artifacts/list", "files", params=params):
                 rel = str(check_relative(str(f["path"]), "Artifact path"))
                 if f.get("is_dir"):
                     pending.append(rel)
@@ -182,15 +191,16 @@ class RestReader:
 
     def registered_models(self) -> list[SourceModel]:
         out = []
-        for m in self._pages("registered-models/search", "registered_models", max_results=PAGE):
+        for m in self._pages(
+            "registered-models/search", "registered_models", params={"max_results": PAGE}
+        ):
             name = str(m["name"])
             versions = [
                 version_from_dict(v, _pairs(v.get("tags")))
                 for v in self._pages(
                     "model-versions/search",
                     "model_versions",
-                    filter=f"name = {_quoted(name)}",
-                    max_results=PAGE,
+                    params={"filter": f"name = {_quoted(name)}", "max_results": PAGE},
                 )
             ]
             out.append(

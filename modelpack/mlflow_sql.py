@@ -54,7 +54,13 @@ class SqlReader:
                 raise NotFound(f"No MLflow database at {redact(url)}: the file does not exist.")
             # Read-only at the driver: the import can never change the MLflow database.
             url = f"sqlite:///file:{urllib.parse.quote(str(path.absolute()))}?mode=ro&uri=true"
-        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            raise ModelpackError(
+                f"Cannot open {self.description}: {_first(exc)}. Is its database driver "
+                f"installed (psycopg for PostgreSQL: pip install 'modelpack[store]')?"
+            ) from None
         self.meta = sa.MetaData()
         try:
             self.meta.reflect(self.engine, only=lambda name, _meta: name in TABLES + _OPTIONAL)

@@ -74,9 +74,11 @@ class ImportReport:
 
     def table(self) -> str:
         """The count table, then each failure with its reason."""
-        rows = [("kind", "source", "copied", "already there", "failed")]
-        rows += [(k, c.source, c.copied, c.existing, c.failed) for k, c in self.counts.items()]
-        cells = [[str(c) for c in row] for row in rows]
+        cells = [["kind", "source", "copied", "already there", "failed"]]
+        cells += [
+            [k, str(c.source), str(c.copied), str(c.existing), str(c.failed)]
+            for k, c in self.counts.items()
+        ]
         widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
