@@ -280,14 +280,45 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
 
 
 def require_run() -> ActiveRun:
+    """The active run; with none, a new one is started, as MLflow's fluent calls do.
+
+    A run started this way is ended when the process exits: FINISHED, or FAILED if an
+    exception ended the program (MLflow would end it FINISHED either way).
+    """
     run = active_run()
     if run is None:
-        raise InvalidArgument(
-            "No active run: call modelpack.start_run() first (or use a Client with a run_id). "
-            "MLflow would have started a run silently here; modelpack asks, so that no run is "
-            "left RUNNING by a forgotten end_run."
-        )
+        run = start_run()
+        _end_at_exit(run)
     return run
+
+
+# Runs the fluent calls started on their own, with the status each ends with at exit.
+_autostarted: list[tuple[ActiveRun, str]] = []
+
+
+def _end_at_exit(run: ActiveRun) -> None:
+    import atexit
+    import sys
+
+    if not _autostarted:
+        previous = sys.excepthook
+
+        def hook(*args: Any) -> None:
+            _autostarted[:] = [(started, RunStatus.FAILED) for started, _ in _autostarted]
+            previous(*args)
+
+        sys.excepthook = hook
+        atexit.register(_end_autostarted)
+    _autostarted.append((run, RunStatus.FINISHED))
+
+
+def _end_autostarted() -> None:
+    for run, status in _autostarted:
+        try:
+            if run.client.get_run(run.info.run_id).info.status == RunStatus.RUNNING:
+                run.client.set_terminated(run.info.run_id, status)
+        except Exception:  # noqa: BLE001 - the process is exiting: no one to tell
+            pass
 
 
 def _target(run_id: str | None) -> tuple[Client, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -161,8 +162,46 @@ def test_a_finished_run_refuses_and_says_what_mlflow_did(tracking_env):
         match=rf"has ended \(FINISHED\).*start_run\(run_id='{rid}'\).*MLflow would have written",
     ):
         modelpack.log_metric("x", 1.0, run_id=rid)
-    with pytest.raises(InvalidArgument, match=r"No active run.*MLflow would have started a run"):
-        modelpack.log_param("a", 1)
+
+
+def test_logging_without_a_run_starts_one_like_mlflow(tracking_env):
+    modelpack.log_param("a", 1)
+    modelpack.log_metric("m", 0.5)
+    run = modelpack.active_run()
+    assert run is not None
+    got = modelpack.get_run(run.info.run_id)
+    assert got.data.params == {"a": "1"} and got.data.metrics == {"m": 0.5}
+    assert got.info.status == "RUNNING"
+    modelpack.end_run()
+    assert modelpack.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("tail", "status"), [("", "FINISHED"), ("raise SystemError('x')", "FAILED")]
+)
+def test_a_run_started_by_a_log_call_ends_when_the_script_exits(tmp_path, tail, status):
+    import subprocess
+    import sys
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import modelpack\n"
+        "modelpack.log_param('alpha', 0.5)\n"
+        "print(modelpack.active_run().info.run_id)\n" + tail + "\n"
+    )
+    env = {
+        **os.environ,
+        "MODELPACK_TRACKING_URI": store,
+        "MODELPACK_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    run_id = done.stdout.strip().splitlines()[0]
+    run = modelpack.Client(store, str(tmp_path / "artifacts")).get_run(run_id)
+    assert run.info.status == status
+    assert run.data.params == {"alpha": "0.5"}
 
 
 def test_search_runs_is_a_dataframe_like_mlflow(tracking_env):
