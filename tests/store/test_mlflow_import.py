@@ -376,6 +376,11 @@ def test_import_equals_what_mlflow_returns(source, mlflow_sources, client, tmp_p
     assert "fancy_flavor" in why
     # Version 2 was deleted in MLflow: the gap stays, and the number is never handed out again.
     assert [v.version for v in client.search_model_versions("name = 'demo'")] == [3, 1]
+    if source != "http":  # a server does not show deleted versions; the stores do
+        history = client.get_model_history("demo")
+        assert [(h.action, h.comment) for h in history if h.version == 2] == [
+            ("delete", "imported")
+        ]
     package = client.resolve("models:/demo@champion")
     import modelpack
 
