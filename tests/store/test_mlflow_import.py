@@ -478,3 +478,27 @@ def test_an_import_killed_midway_is_finished_by_the_next(mlflow_sources, tmp_pat
     assert main([*argv, "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "Nothing to copy: everything else is already there; 1 could not be copied" in out
+
+
+def test_a_server_is_read_page_by_page(mlflow_sources, tmp_path, monkeypatch):
+    from modelpack import mlflow_rest
+
+    # Pages of two: every listing and every metric history takes several requests.
+    monkeypatch.setattr(mlflow_rest, "PAGE", 2)
+    monkeypatch.setattr(mlflow_rest, "HISTORY_PAGE", 2)
+    calls: list[str] = []
+    real = mlflow_rest.RestReader._json
+
+    def spy(self, path, params=None, body=None):
+        calls.append(path)
+        return real(self, path, params, body)
+
+    monkeypatch.setattr(mlflow_rest.RestReader, "_json", spy)
+    uri, dump = mlflow_sources["http"]
+    client = Client(f"sqlite:///{tmp_path / 'paged.db'}", str(tmp_path / "artifacts"))
+    report = import_mlflow(uri, client, progress=False)
+    assert report.counts["runs"].copied == len(dump["runs"])
+    assert_same_as_mlflow(client, dump)
+    histories = sum(len(r["history"]) for r in dump["runs"])
+    assert calls.count("metrics/get-history") > histories  # some took more than one page
+    assert calls.count("experiments/search") == 2  # four experiments, two a page
