@@ -276,6 +276,7 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
     top = stack[-1]
     top.client.set_terminated(top.info.run_id, status)
     _active.set(stack[:-1])
+    _autostarted[:] = [(run, end) for run, end in _autostarted if run is not top]
     _last.set((top.client, top.info.run_id))
 
 

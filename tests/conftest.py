@@ -138,7 +138,11 @@ def tracking_env(monkeypatch, store_url, tmp_path):
     monkeypatch.setenv("MODELPACK_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MODELPACK_EXPERIMENT_NAME", raising=False)
-    return store_url
+    yield store_url
+    import modelpack
+
+    while modelpack.active_run() is not None:  # a test that left a run open ends it here
+        modelpack.end_run()
 
 
 # ---------------------------------------------------------------------------- the real MLflow

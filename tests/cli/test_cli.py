@@ -55,7 +55,9 @@ def test_info_json(package, capsys):
 
 def test_verify_ok_and_failure(package, capsys):
     assert main(["verify", str(package)]) == 0
-    assert "OK: 4 files match" in capsys.readouterr().out
+    # model.pkl, requirements.txt, python_env.yaml, input_example.json, and the MLflow model's
+    # MLmodel, conda.yaml and its two input examples
+    assert "OK: 8 files match" in capsys.readouterr().out
     (package / "requirements.txt").write_text("evil==1\n")
     (package / "model" / "extra.bin").write_bytes(b"x")
     assert main(["verify", str(package)]) == 1

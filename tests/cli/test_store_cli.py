@@ -154,8 +154,8 @@ def test_runs_show_text_json_and_unknown(world, cli, tracking_env, monkeypatch, 
     monkeypatch.setattr("modelpack.cli.runs.ARTIFACT_LIMIT", 2)
     code, out, _ = cli("runs", "show", best)
     assert out.endswith(
-        "artifact files:\n  model/\n  model/input_example.json  "
-        + str(files["model/input_example.json"]["size"])
+        "artifact files:\n  model/\n  model/MLmodel  "
+        + str(files["model/MLmodel"]["size"])
         + "\n  ... (the first 2 entries)\n"
     )
 

@@ -109,9 +109,13 @@ def test_nested_runs(tracking_env):
     assert got.data.metrics == {"x": 1.0}
 
 
-def test_logging_without_a_run_is_an_error(tracking_env):
-    with pytest.raises(InvalidArgument, match=r"No active run: call modelpack\.start_run\(\)"):
-        modelpack.log_metric("x", 1.0)
+def test_logging_without_a_run_starts_one_and_end_run_ends_it(tracking_env):
+    modelpack.log_metric("x", 1.0)
+    run = modelpack.active_run()
+    assert run is not None and run.data.metrics == {"x": 1.0}
+    modelpack.end_run()
+    assert modelpack.active_run() is None
+    assert modelpack.get_run(run.info.run_id).info.status == "FINISHED"
 
 
 def test_end_run_then_logging_to_it_through_the_client_is_refused(tracking_env):
