@@ -30,9 +30,9 @@ from pathlib import Path
 
 from modelpack import _mlmodel_read as mlmodel_read
 from modelpack import _mlmodel_signature as mlmodel_signature
-from modelpack import atomic
+from modelpack import atomic, publishing
 from modelpack._version import __version__
-from modelpack.errors import AlreadyExists, FormatError, IntegrityError, InvalidArgument, NotFound
+from modelpack.errors import FormatError, IntegrityError, InvalidArgument, NotFound
 from modelpack.integrity import MANIFEST_NAME, hash_tree, sha256_file, verify_files, walk_files
 from modelpack.manifest import Manifest, read_manifest, write_manifest
 
@@ -151,7 +151,7 @@ def convert(
     _check_source(source)
     if not os.path.lexists(target):
         gc.restore_interrupted(target)
-    _check_target(target, overwrite)
+    publishing.check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     gc.collect(target.parent, ("staging", "old"))
     staging = target.parent / gc.staging_name(target.name)
@@ -160,7 +160,7 @@ def convert(
         _copy_files(source, staging)
         manifest = _build(staging)
         atomic.fsync_tree(staging)
-        _publish(staging, target, overwrite)
+        publishing.publish(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -182,7 +182,7 @@ def copy_package(
     verify_files(source, read_manifest(source).files)
     if not os.path.lexists(target):
         gc.restore_interrupted(target)
-    _check_target(target, overwrite)
+    publishing.check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     gc.collect(target.parent, ("staging", "old"))
     staging = target.parent / gc.staging_name(target.name)
@@ -192,7 +192,7 @@ def copy_package(
         manifest = read_manifest(staging)
         verify_files(staging, manifest.files)
         atomic.fsync_tree(staging)
-        _publish(staging, target, overwrite)
+        publishing.publish(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -296,58 +296,3 @@ def _check_entry(entry: Path, listing: Mapping[str, str]) -> None:
             f"was modified. {delete}",
             [(extra[0], "unlisted")],
         )
-
-
-# ---------------------------------------------------------------------------- publishing
-
-
-def _check_target(target: Path, overwrite: bool) -> None:
-    if not os.path.lexists(target):
-        return
-    if target.is_symlink() or not target.is_dir():
-        raise AlreadyExists(f"{str(target)!r} exists and is not a directory; choose another path.")
-    if not any(target.iterdir()):
-        return
-    if not overwrite:
-        raise AlreadyExists(
-            f"{str(target)!r} exists and is not empty. Pass overwrite=True (--overwrite) to "
-            f"replace the package there, or choose another path."
-        )
-    if not (target / MANIFEST_NAME).is_file():
-        raise AlreadyExists(
-            f"{str(target)!r} is not empty and is not a model package; overwrite only replaces "
-            f"packages. Empty it yourself or choose another path."
-        )
-
-
-def _publish(staging: Path, target: Path, overwrite: bool) -> None:
-    """Put the finished ``staging`` at ``target``: a kill at any instant leaves the old package
-    or the new one there (as ``modelpack.save`` does; DESIGN.md §9 rule 7)."""
-    from modelpack import gc
-
-    _check_target(target, overwrite)
-    if not target.is_dir():
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if os.path.lexists(target):
-                raise AlreadyExists(
-                    f"{str(target)!r} was created while this conversion ran; choose another "
-                    f"path, or pass overwrite=True."
-                ) from None
-            raise
-        atomic.fsync_dir(target.parent)
-        return
-    if atomic.exchange(staging, target):
-        atomic.fsync_dir(target.parent)
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    old = target.parent / gc.old_name(target.name)
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    atomic.fsync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)

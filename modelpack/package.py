@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import os
 import shutil
 import uuid
@@ -12,10 +11,9 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from modelpack import atomic
+from modelpack import atomic, publishing
 from modelpack._version import __version__
 from modelpack.errors import (
-    AlreadyExists,
     Conflict,
     FlavorError,
     IntegrityError,
@@ -348,25 +346,6 @@ def verify(uri: str | os.PathLike[str]) -> Manifest:
 # ---------------------------------------------------------------------------- save
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
-    if not target.exists() and not target.is_symlink():
-        return
-    if target.is_symlink() or not target.is_dir():
-        raise AlreadyExists(f"{str(target)!r} exists and is not a directory; choose another path.")
-    if not any(target.iterdir()):
-        return
-    if not overwrite:
-        raise AlreadyExists(
-            f"{str(target)!r} exists and is not empty. Pass overwrite=True to replace the "
-            f"package there, or choose another path."
-        )
-    if not (target / MANIFEST_NAME).is_file():
-        raise AlreadyExists(
-            f"{str(target)!r} is not empty and is not a model package; overwrite=True only "
-            f"replaces packages. Empty it yourself or choose another path."
-        )
-
-
 def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> list[str]:
     from modelpack import package_code
 
@@ -395,43 +374,6 @@ def _copy_code(code_paths: Iterable[str | os.PathLike[str]], staging: Path) -> l
             shutil.copy2(src, dest)
         rels.append(rel)
     return rels
-
-
-def _publish(staging: Path, target: Path, overwrite: bool) -> None:
-    """Put the finished staging directory at ``target``: a kill at any instant leaves the old
-    package or the new one there (DESIGN.md §9 rule 7)."""
-    from modelpack import gc
-
-    _check_target(target, overwrite)
-    if not target.is_dir():
-        try:
-            os.rename(staging, target)
-        except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # a save that got there first
-                raise AlreadyExists(
-                    f"{str(target)!r} was created while this save ran; choose another path, "
-                    f"or pass overwrite=True."
-                ) from None
-            raise
-        atomic.fsync_dir(target.parent)
-        return
-    # An empty folder or a package overwrite=True replaces: swap it with the new one in one
-    # system call, then delete it (under the staging name, which says whose it was).
-    if atomic.exchange(staging, target):
-        atomic.fsync_dir(target.parent)
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    # No exchange here: two renames. A kill between them leaves no package at ``target``
-    # but the old one aside under a name saying whose it is; the next access puts it back.
-    old = target.parent / gc.old_name(target.name)
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    atomic.fsync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _agree(reference: Any, other: Any) -> str | None:
@@ -509,7 +451,7 @@ def save(
     target = Path(os.fspath(path))
     if not os.path.lexists(target):
         gc.restore_interrupted(target)
-    _check_target(target, overwrite)
+    publishing.check_target(target, overwrite)
     module = get_flavor(flavor) if flavor is not None else flavor_for(model)
     if code_paths and module.NAME != "python":
         raise InvalidArgument(
@@ -571,7 +513,7 @@ def save(
             mlflow,
         )
         atomic.fsync_tree(staging)
-        _publish(staging, target, overwrite)
+        publishing.publish(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -212,7 +212,7 @@ def test_existing_target(tmp_path, forest, saved):
     other = tmp_path / "data"
     other.mkdir()
     (other / "keep.csv").write_text("precious")
-    with pytest.raises(AlreadyExists, match="is not a model package; overwrite=True only replaces"):
+    with pytest.raises(AlreadyExists, match="is not a model package; overwrite only replaces"):
         modelpack.save(forest, other, overwrite=True)
     assert (other / "keep.csv").read_text() == "precious"
     (tmp_path / "empty").mkdir()
