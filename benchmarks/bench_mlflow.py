@@ -60,7 +60,7 @@ def main() -> None:
 
         print()
         print(f"## load: a package vs an MLflow folder (median of {args.repeats})")
-        print("| model | package | MLflow folder, first load (convert) | warm load | warm/package |")
+        print("| model | package | MLflow folder, first load | warm load | warm/package |")
         print("|---|---|---|---|---|")
         for name, model in models.items():
             package = root / f"p-{name[:5]}"
@@ -71,9 +71,7 @@ def main() -> None:
                 shutil.copytree(package, folder)
                 (folder / "modelpack.yaml").unlink()
                 # A changed file: a new source each round, so the first load converts.
-                (folder / "conda.yaml").write_text(
-                    (folder / "conda.yaml").read_text() + f"# {i}\n"
-                )
+                (folder / "conda.yaml").write_text((folder / "conda.yaml").read_text() + f"# {i}\n")
                 start = time.perf_counter()
                 modelpack.load(folder)
                 first.append(time.perf_counter() - start)
