@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from modelpack.entities import now_ms
-from modelpack.store import engines
+from modelpack.store import engines, registry
 from modelpack.store import schema as t
 
 __all__ = [
@@ -268,18 +267,8 @@ def _history(
     after: str | None,
     user_id: str,
 ) -> None:
-    conn.execute(
-        t.model_history.insert().values(
-            model=model,
-            name=name,
-            version=version,
-            action=action,
-            from_value=before,
-            to_value=after,
-            user_id=user_id,
-            timestamp=now_ms(),
-            comment=IMPORT_COMMENT,
-        )
+    registry.write_history(
+        conn, model, name, version, action, before, after, user_id, IMPORT_COMMENT
     )
 
 

@@ -203,19 +203,7 @@ class RegistryMixin:
         user_id: str,
         comment: str | None = None,
     ) -> None:
-        conn.execute(
-            t.model_history.insert().values(
-                model=rm.id,
-                name=rm.name,
-                version=version,
-                action=action,
-                from_value=before,
-                to_value=after,
-                user_id=user_id,
-                timestamp=now_ms(),
-                comment=comment,
-            )
-        )
+        write_history(conn, rm.id, rm.name, version, action, before, after, user_id, comment)
 
     def _touch(self, conn: sa.Connection, rm: Any, version: int | None = None) -> None:
         stamp = now_ms()
@@ -861,3 +849,31 @@ class RegistryMixin:
             )
             for r in rows
         ]
+
+
+def write_history(
+    conn: sa.Connection,
+    model: str,
+    name: str,
+    version: int | None,
+    action: str,
+    before: str | None,
+    after: str | None,
+    user_id: str,
+    comment: str | None = None,
+) -> None:
+    """Append one record to the model's audit trail (never updated or deleted), in ``conn``'s
+    transaction: ``action`` on ``version`` (or the model), from ``before`` to ``after``."""
+    conn.execute(
+        t.model_history.insert().values(
+            model=model,
+            name=name,
+            version=version,
+            action=action,
+            from_value=before,
+            to_value=after,
+            user_id=user_id,
+            timestamp=now_ms(),
+            comment=comment,
+        )
+    )
