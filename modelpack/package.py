@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -291,7 +292,7 @@ def _check_listed(root: Path, manifest: Manifest, name: str, config: Mapping[str
         )
 
 
-_READ_ATTEMPTS = 3
+_READ_ATTEMPTS = 8
 
 
 def _identity(root: Path) -> tuple[int, ...] | None:
@@ -322,9 +323,12 @@ def _consistent(root: Path, read: Any) -> Any:
         except Exception:
             if before is None or _identity(root) == before or attempt + 1 == _READ_ATTEMPTS:
                 raise
-            continue
-        if _identity(root) == before:
-            return result
+        else:
+            if _identity(root) == before:
+                return result
+        # Replaced mid-read: wait a little (1, 2, 4 ... ms, at most 50), so that a reader does
+        # not keep colliding with a writer that replaces the package at a steady pace.
+        time.sleep(min(0.001 * 2**attempt, 0.05))
     raise Conflict(
         f"The package at {str(root)!r} was replaced {_READ_ATTEMPTS} times while it was being "
         f"read; try again.",
