@@ -1,11 +1,16 @@
-"""The package list is computed: every folder under modelpack/, flavors/ and serving/ is a
+"""The package list is computed: every folder under modelpack/, flavors/, serving/ and server/ is a
 package of the one ``modelpack`` namespace (the mapping itself is in pyproject.toml)."""
 
 from pathlib import Path
 
 from setuptools import setup
 
-FOLDERS = {"modelpack": "modelpack", "flavors": "modelpack.flavors", "serving": "modelpack.serving"}
+FOLDERS = {
+    "modelpack": "modelpack",
+    "flavors": "modelpack.flavors",
+    "serving": "modelpack.serving",
+    "server": "modelpack.server",
+}
 
 
 def packages(folder: str, name: str) -> list[str]:

@@ -31,8 +31,11 @@ __all__ = [
     "MissingDependency",
     "ModelpackError",
     "NotFound",
+    "PermissionDenied",
     "SchemaError",
+    "Unauthenticated",
     "UnknownFlavor",
+    "Unavailable",
 ]
 
 
@@ -125,3 +128,16 @@ class Conflict(ModelpackError):
         super().__init__(message)
         self.reason = reason
         self.attempts = attempts
+
+
+class Unauthenticated(ModelpackError):
+    """A server wants a valid token: none was sent, or the one sent is unknown or revoked."""
+
+
+class PermissionDenied(ModelpackError):
+    """The caller is known but lacks the permission the call needs."""
+
+
+class Unavailable(ModelpackError):
+    """A server could not be reached or answered that it cannot serve now; nothing was
+    changed by the failed call, and running it again later may succeed."""

@@ -26,7 +26,7 @@ from modelpack.serving import codecs
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.deployment import Deployment, Loaded
 from modelpack.serving.errors import HTTPError, mlflow_body, shown, v2_body
-from modelpack.serving.hosts import HostCheck, host_header
+from modelpack.hosts import HostCheck, host_header
 from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 

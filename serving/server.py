@@ -35,7 +35,7 @@ def with_default_hosts(opts: ServeOptions) -> ServeOptions:
     when it binds another (it is meant to be reached by names it cannot know)."""
     if opts.allowed_hosts is not None:
         return opts
-    from modelpack.serving.hosts import LOOPBACK_NAMES
+    from modelpack.hosts import LOOPBACK_NAMES
 
     return replace(opts, allowed_hosts=LOOPBACK_NAMES if _loopback(opts.host) else ("*",))
 

@@ -14,6 +14,7 @@ import pytest
 
 import modelpack
 import modelpack.flavors
+import modelpack.server
 import modelpack.serving
 
 # The folders the distribution installs, and the package name each is installed as.
@@ -21,6 +22,7 @@ ROOTS = {
     "modelpack": Path(modelpack.__file__).parent,
     "modelpack.flavors": Path(modelpack.flavors.__file__).parent,
     "modelpack.serving": Path(modelpack.serving.__file__).parent,
+    "modelpack.server": Path(modelpack.server.__file__).parent,
 }
 OUTSIDE_THE_CORE = ("modelpack.serving", "modelpack.server", "modelpack.cli")
 

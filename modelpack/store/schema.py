@@ -254,3 +254,89 @@ input_tags = Table(
     Column("key", String(NAME), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# MLflow 3's LoggedModels (``/mlflow/logged-models``): what an MLflow 3 client creates before it
+# uploads a model's files and registers it. Ids are MLflow's ("m-" + 32 hex characters).
+mlflow_logged_models = Table(
+    "mlflow_logged_models",
+    metadata,
+    Column("model_id", String(34), primary_key=True),
+    Column(
+        "experiment_id",
+        String(32),
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("name", String(NAME), nullable=False),
+    Column("artifact_location", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text, nullable=True),
+    Column("creator_id", String(NAME), nullable=True),
+    Column("model_type", String(NAME), nullable=True),
+    Column("source_run_id", String(32), nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+mlflow_logged_model_params = Table(
+    "mlflow_logged_model_params",
+    metadata,
+    Column(
+        "model_id",
+        String(34),
+        ForeignKey("mlflow_logged_models.model_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(NAME), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+mlflow_logged_model_tags = Table(
+    "mlflow_logged_model_tags",
+    metadata,
+    Column(
+        "model_id",
+        String(34),
+        ForeignKey("mlflow_logged_models.model_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(NAME), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The server's bearer tokens: only the sha256 of a token is kept; ``revoked_time`` set means the
+# token no longer authenticates (the row stays, so ``token list`` shows who had access).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("user_name", String(NAME), nullable=False, index=True),
+    Column("role", String(16), nullable=False),  # reader | editor | admin
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_used_time", BigInteger, nullable=True),
+    Column("revoked_time", BigInteger, nullable=True),
+)
+
+# Grants: READ / EDIT / MANAGE / NO_PERMISSIONS of one user on one experiment (by id) or one
+# registered model (by name). The user "*" holds the default for everyone without a grant.
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("user_name", String(NAME), primary_key=True),
+    Column("resource_type", String(32), primary_key=True),  # experiment | registered_model
+    Column("resource_id", String(NAME), primary_key=True),
+    Column("permission", String(16), nullable=False),
+)
+
+# Batches of logged points already stored, by the key their client gave them: a retried
+# ``log-batch`` whose first attempt did land is acknowledged, not stored twice.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+)

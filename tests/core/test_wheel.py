@@ -9,7 +9,12 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"modelpack": "modelpack", "flavors": "modelpack/flavors", "serving": "modelpack/serving"}
+FOLDERS = {
+    "modelpack": "modelpack",
+    "flavors": "modelpack/flavors",
+    "serving": "modelpack/serving",
+    "server": "modelpack/server",
+}
 
 
 def test_wheel_contains_every_module(tmp_path):
@@ -46,6 +51,6 @@ def test_wheel_contains_every_module(tmp_path):
     assert expected - names == set()
     assert "modelpack/py.typed" in names
     assert "modelpack/store/migrations/script.py.mako" in names
-    assert not any(n.startswith(("flavors/", "serving/", "tests/")) for n in names)
+    assert not any(n.startswith(("flavors/", "serving/", "server/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "modelpack = modelpack.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -7,7 +7,7 @@ import pytest
 
 import modelpack
 from modelpack.serving.config import ServeOptions
-from modelpack.serving.hosts import HostCheck
+from modelpack.hosts import HostCheck
 from modelpack.serving.server import with_default_hosts
 
 REFUSED = (
