@@ -160,7 +160,9 @@ def create_app(options: ServerOptions | None = None, **kwargs: Any) -> Any:
                 ApiError(
                     "METHOD_NOT_ALLOWED",
                     f"{request.method} is not allowed on {request.url.path!s:.200}.",
-                    {"Allow": getattr(exc, "headers", {}).get("Allow", "")} if getattr(exc, "headers", None) else None,
+                    {"Allow": allowed}
+                    if (allowed := (getattr(exc, "headers", None) or {}).get("Allow"))
+                    else None,
                 )
             )
         return error_response(exc)

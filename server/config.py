@@ -60,7 +60,9 @@ class ServerOptions:
             )
         if isinstance(self.cors_origins, str):
             object.__setattr__(
-                self, "cors_origins", tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+                self,
+                "cors_origins",
+                tuple(o.strip() for o in self.cors_origins.split(",") if o.strip()),
             )
         if self.allowed_hosts is not None:
             from modelpack.hosts import parse_hosts

@@ -111,7 +111,9 @@ class Endpoint:
     def paths(self) -> list[str]:
         if self.absolute:
             return [self.path]
-        return [f"{prefix}/{v}{self.path}" for v in self.versions for prefix in ("/api", "/ajax-api")]
+        return [
+            f"{prefix}/{v}{self.path}" for v in self.versions for prefix in ("/api", "/ajax-api")
+        ]
 
 
 @dataclass

@@ -116,9 +116,7 @@ def error_response(exc: BaseException, where: str = "") -> Response:
     for kind, code in _CODES:
         if isinstance(exc, kind):
             status = 500 if code == "INVALID_STATE" else STATUS[code]
-            headers = (
-                {"WWW-Authenticate": 'Bearer realm="modelpack"'} if status == 401 else None
-            )
+            headers = {"WWW-Authenticate": 'Bearer realm="modelpack"'} if status == 401 else None
             return json_response({"error_code": code, "message": str(exc)}, status, headers)
     log.exception("internal error answering %s", where or "a request", exc_info=exc)
     return json_response(

@@ -34,6 +34,7 @@ from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 from modelpack.store import engines, inputs, search, validation
 from modelpack.store import schema as t
 from modelpack.store.experiments import ExperimentsMixin
+from modelpack.store.logged_models import LoggedModelsMixin
 from modelpack.store.registry import RegistryMixin
 from modelpack.uris import redact
 
@@ -67,7 +68,7 @@ def _by_key(rows: list[tuple]) -> list[tuple]:
     return sorted(rows, key=lambda row: row[1])
 
 
-class SqlStore(RegistryMixin, ExperimentsMixin):
+class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
     """Experiments, runs and registered models in one SQL database."""
 
     def __init__(self, engine: sa.Engine, artifact_root: str) -> None:
