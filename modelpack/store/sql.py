@@ -68,6 +68,47 @@ def _by_key(rows: list[tuple]) -> list[tuple]:
     return sorted(rows, key=lambda row: row[1])
 
 
+MAX_IDEMPOTENCY_KEY = 64  # the idempotency_keys.key column
+
+
+def _checked_key(key: Any) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(
+            f"idempotency_key must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} "
+            f"characters (a uuid4 hex is 32), got {key!r:.80}."
+        )
+    return key
+
+
+def _seen_key(execute: Callable[[str, tuple], Any], dialect: Any, key: str, run_id: str) -> bool:
+    """Whether the batch with ``key`` was stored already (for this run; another run's key is
+    a client's mistake, refused)."""
+    q = "?" if dialect.paramstyle == "qmark" else "%s"
+    row = execute(f"SELECT run_id FROM idempotency_keys WHERE key = {q}", (key,)).fetchone()
+    if row is None:
+        return False
+    if row[0] != run_id:
+        raise InvalidArgument(
+            f"idempotency_key {key!r} was used by a batch of run {row[0]!r}, not {run_id!r}: "
+            f"give each batch a key of its own (a new uuid4 hex), reused only by its retries."
+        )
+    return True
+
+
+def _claim_key(execute: Callable[[str, tuple], Any], dialect: Any, key: str, run_id: str) -> bool:
+    """Record ``key`` in the batch's transaction; False if a concurrent transaction holding the
+    same key committed first (PostgreSQL waits for it on the primary key, then skips)."""
+    q = "?" if dialect.paramstyle == "qmark" else "%s"
+    cursor = execute(
+        f"INSERT INTO idempotency_keys (key, run_id, creation_time) VALUES ({q}, {q}, {q}) "
+        "ON CONFLICT (key) DO NOTHING",
+        (key, run_id, now_ms()),
+    )
+    return cursor.rowcount == 1
+
+
 class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
     """Experiments, runs and registered models in one SQL database."""
 
@@ -415,8 +456,16 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
         metrics: Iterable[Metric] = (),
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Log metrics, params and tags to a running run, all in one transaction."""
+        """Log metrics, params and tags to a running run, all in one transaction.
+
+        ``idempotency_key`` (at most 64 characters, unique per batch: a client's retry of a
+        request whose answer was lost sends the same one) is stored in the same transaction;
+        a batch whose key is stored already was logged before, and is acknowledged without
+        storing anything again, even if the run ended since.
+        """
+        key = _checked_key(idempotency_key)
         params = {
             validation.name(k, "Param key"): validation.text(v, f"Param {k!r}")
             for k, v in (params or {}).items()
@@ -425,10 +474,14 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
         for m in points:
             validation.name(m.key, "Metric key")
         if points and not params and not tags:
-            self._log_metrics_only(run_id, points)
+            self._log_metrics_only(run_id, points, key)
             return
         with self._begin() as conn:
+            if key is not None and _seen_key(conn.exec_driver_sql, conn.dialect, key, run_id):
+                return
             self._writable_run(conn, run_id, lock=bool(params or tags))
+            if key is not None and not _claim_key(conn.exec_driver_sql, conn.dialect, key, run_id):
+                return  # a concurrent retry of this batch stored it first
             if params:
                 existing = dict(
                     conn.execute(
@@ -456,7 +509,7 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
             if points:
                 self._write_metrics(conn, run_id, points)
 
-    def _log_metrics_only(self, run_id: str, points: list[Metric]) -> None:
+    def _log_metrics_only(self, run_id: str, points: list[Metric], key: str | None = None) -> None:
         """``log_batch`` of metrics alone, on the driver's connection: a training loop calls this
         thousands of times, and SQLAlchemy's per-statement machinery would triple its cost."""
         qmark = self.engine.dialect.paramstyle == "qmark"
@@ -466,19 +519,33 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
         ]
         with engines.translated(self.engine):
             raw = self.engine.raw_connection()
-            self._insert_metrics(raw, run_id, rows, qmark)
+            self._insert_metrics(raw, run_id, rows, qmark, key)
 
-    def _insert_metrics(self, raw: Any, run_id: str, rows: list[tuple], qmark: bool) -> None:
+    def _insert_metrics(
+        self, raw: Any, run_id: str, rows: list[tuple], qmark: bool, key: str | None = None
+    ) -> None:
         try:
             cursor = raw.cursor()
             if qmark:
                 cursor.execute("BEGIN IMMEDIATE")
+            dialect = self.engine.dialect
+
+            def execute(sql: str, values: tuple) -> Any:
+                cursor.execute(sql, values)
+                return cursor
+
+            if key is not None and _seen_key(execute, dialect, key, run_id):
+                raw.rollback()
+                return
             cursor.execute(_RUN_STATE[qmark], (run_id,))
             state = cursor.fetchone()
             if state is None or state[0] != RunStatus.RUNNING or state[1] != ACTIVE:
                 raw.rollback()
                 with self._connect() as conn:
                     self._writable_run(conn, run_id)  # raises the error that explains why
+            if key is not None and not _claim_key(execute, dialect, key, run_id):
+                raw.rollback()  # a concurrent retry of this batch stored it first
+                return
             insert, upsert = _METRIC_SQL[qmark]
             if len(rows) == 1:
                 cursor.execute(insert, rows[0])
@@ -524,6 +591,75 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
                 .order_by(t.metrics.c.step, t.metrics.c.timestamp, t.metrics.c.id)
             ).all()
         return [Metric(k, float("nan") if v is None else v, ts, s) for k, v, ts, s in rows]
+
+    def get_metric_history_page(
+        self, run_id: str, key: str, max_results: int, page_token: str | None = None
+    ) -> tuple[list[Metric], str | None]:
+        """One page of ``get_metric_history`` (the server's ``metrics/get-history``), in the
+        same order, and the next page's token (None on the last)."""
+        offset = search.decode_token(page_token)
+        m = t.metrics
+        with self._connect() as conn:
+            self._run_row(conn, run_id)
+            rows, token = search.page(
+                conn.execute(
+                    sa.select(m.c.key, m.c.value, m.c.timestamp, m.c.step)
+                    .where(m.c.run_id == run_id, m.c.key == key)
+                    .order_by(m.c.step, m.c.timestamp, m.c.id)
+                    .limit(max_results + 1)
+                    .offset(offset)
+                ).all(),
+                offset,
+                max_results,
+            )
+        return [Metric(k, float("nan") if v is None else v, ts, s) for k, v, ts, s in rows], token
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
+        """Each run's latest point of every metric, with its timestamp and step (what MLflow's
+        ``Run.data.metrics`` holds), keys in order."""
+        out: dict[str, list[Metric]] = {run_id: [] for run_id in run_ids}
+        if not run_ids:
+            return out
+        lm = t.latest_metrics
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(lm.c.run_id, lm.c.key, lm.c.value, lm.c.timestamp, lm.c.step)
+                .where(lm.c.run_id.in_(list(run_ids)))
+                .order_by(lm.c.run_id, lm.c.key)
+            ).all()
+        for run_id, k, v, ts, step in rows:
+            out[run_id].append(Metric(k, float("nan") if v is None else v, ts, step))
+        return out
+
+    def get_run_experiment_id(self, run_id: str) -> str:
+        """The experiment of a run, in one small query (the server's permission checks).
+
+        Raises:
+            NotFound: no run with that id.
+        """
+        with self._connect() as conn:
+            return self._run_row(conn, run_id).experiment_id
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Remove an experiment's tag (MLflow's ``delete_experiment_tag``).
+
+        Raises:
+            NotFound: no such experiment, or it has no tag ``key``.
+        """
+        et = t.experiment_tags
+        with self._begin() as conn:
+            row = conn.execute(
+                sa.select(t.experiments.c.name).where(
+                    t.experiments.c.experiment_id == experiment_id
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"No experiment with id {experiment_id!r}.")
+            gone = conn.execute(
+                et.delete().where(et.c.experiment_id == experiment_id, et.c.key == key)
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Experiment {row.name!r} has no tag {key!r}.")
 
     def record_logged_model(
         self, run_id: str, artifact_path: str, model_id: str, manifest_sha256: str, flavor: str
