@@ -60,6 +60,7 @@ def _suggest(message: str, typed: str, options: Sequence[str]) -> str:
 def build_parser() -> Parser:
     from modelpack.cli import db, gc, import_mlflow, import_model, models, package, runs, serve
     from modelpack.cli import predict as predict_cmd
+    from modelpack.cli import server as server_cmd
 
     parser = Parser(
         prog="modelpack",
@@ -79,6 +80,7 @@ def build_parser() -> Parser:
     gc.add_parsers(commands)
     predict_cmd.add_parsers(commands)
     serve.add_parsers(commands)
+    server_cmd.add_parsers(commands)
     import_model.add_parsers(commands)
     import_mlflow.add_parsers(commands)
     return parser
