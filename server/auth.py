@@ -266,9 +266,10 @@ class Authorizer:
             if principal.role == "editor":
                 return
             raise PermissionDenied(
-                f"User {user!r} has a {principal.role} token, which may not create {_article(what)} "
-                f"({_action(call)}): creating needs the role editor or admin. Ask an admin for "
-                f"one: modelpack server token create --user {user} --role editor"
+                f"User {user!r} has a {principal.role} token, which may not create "
+                f"{_article(what)} ({_action(call)}): creating needs the role editor or "
+                f"admin. Ask an admin for one: modelpack server token create --user {user} "
+                f"--role editor"
             )
         have, source = self.level_of(
             user, resource_type, self._stored_id(resource_type, resource_id)
