@@ -73,7 +73,9 @@ class ArtifactStore(Protocol):
 
 
 def artifact_store(uri: str) -> ArtifactStore:
-    """The store for ``uri``: a path, ``file:///abs/dir`` or ``s3://bucket/prefix``.
+    """The store for ``uri``: a path, ``file:///abs/dir``, ``s3://bucket/prefix``, or a tracking
+    server's artifact proxy (``mlflow-artifacts:/<path>``, ``mlflow-artifacts://host:port/<path>``,
+    ``http(s)://host:port/api/2.0/mlflow-artifacts/artifacts/<path>``).
 
     Raises:
         InvalidArgument: an empty URI, a malformed one, or an unsupported scheme.
@@ -95,6 +97,10 @@ def artifact_store(uri: str) -> ArtifactStore:
     if scheme == "s3":
         parsed = urlparse(uri)
         return S3ArtifactStore(parsed.netloc, parsed.path)
+    if scheme in ("http", "https", "mlflow-artifacts"):
+        from modelpack.proxy_artifacts import proxy_store
+
+        return proxy_store(uri, FileInfo)  # a tracking server's artifact proxy
     raise InvalidArgument(
         f"Unsupported artifact store URI {redact(uri)!r} (scheme {scheme!r}). "
         "Supported: a local path, file:///abs/dir, s3://bucket/prefix."
