@@ -259,6 +259,8 @@ def locate_source(call: Call, source: str, run_id: str | None) -> Located:
 
     state = call.state
     check_source_text(source)
+    if run_id is not None:
+        _run(call, run_id, source)  # a mistyped run is named before any file is read
     if source.startswith("models:"):
         if not source.startswith("models:/"):
             raise refuse(source, "a models: URI is models:/...")
@@ -734,7 +736,12 @@ def verify(call: Call) -> dict[str, Any]:
     recorded, every file against its manifest."""
     from modelpack.artifacts import LocalArtifactStore, artifact_store, registry_folder
     from modelpack.integrity import verify_files
-    from modelpack.manifest import check_recorded, parse_manifest, read_manifest_bytes
+    from modelpack.manifest import (
+        MANIFEST_NAME,
+        check_recorded,
+        parse_manifest,
+        read_manifest_bytes,
+    )
 
     state = call.state
     version = state.store.get_model_version(_name(call), _version(call))
@@ -762,14 +769,14 @@ def verify(call: Call) -> dict[str, Any]:
         try:
             data = read_manifest_bytes(local)
             check_recorded(local, data, version.manifest_sha256, version.uri, "the registry")
-            verify_files(local, parse_manifest(data, local / "modelpack.yaml").files)
+            verify_files(local, parse_manifest(data, local / MANIFEST_NAME).files)
         except IntegrityError as exc:
             problems = [
                 {"path": path, "problem": what, "message": exc.message}
                 for path, what in (exc.problems or [("", "integrity")])
             ]
         except (FormatError, NotFound) as exc:
-            problems = [{"path": "modelpack.yaml", "problem": "unreadable", "message": str(exc)}]
+            problems = [{"path": MANIFEST_NAME, "problem": "unreadable", "message": str(exc)}]
         finally:
             if not isinstance(root, LocalArtifactStore):
                 shutil.rmtree(local, ignore_errors=True)

@@ -28,7 +28,11 @@ def saved_package(tmp_path_factory):
     from sklearn.linear_model import LinearRegression
 
     path = tmp_path_factory.mktemp("pkg") / "pkg"
-    modelpack.save(LinearRegression().fit(X, X @ [1.0, 2.0]), path, input_example=X[:2])
+    import sklearn
+
+    model = LinearRegression().fit(X, X @ [1.0, 2.0])
+    requirements = [f"scikit-learn=={sklearn.__version__}"]
+    modelpack.save(model, path, input_example=X[:2], requirements=requirements)
     return path
 
 
@@ -250,6 +254,7 @@ def _traversals(run_id: str, run_uri: str, stored_uri: str) -> list[tuple[str, s
         ("mlflow-artifacts:/", None, "whole artifact root"),
         ("runs:/not-a-run/model", None, "is not 32 hex digits"),
         (f"{up}/pkg", None, "scheme or form"),
+        (f"mlflow-artifacts:/{up}", "f" * 32, "No run with id"),
     ]
 
 
@@ -448,6 +453,46 @@ def test_model_version_endpoints(api, server_state, saved_package, as_alice):
         ("delete", "3", None),
     ]
     assert {r["user_id"] for r in trail} == {"alice"}
+
+
+def test_the_access_each_call_asks_for(api, server_state, saved_package):
+    asked: list[tuple[str | None, str | None, str | None]] = []
+
+    def authorize(call):
+        access = call.endpoint.access
+        where = access.locate(call) if access.locate is not None else None
+        asked.append((access.kind, access.level, where))
+
+    server_state.auth.authorize = authorize
+    ok(api.post(f"{RM}/create", json={"name": "Z"}))
+    assert asked[-1] == ("permission", "EDIT", None)  # a new model: the editor role decides
+    _version_from_upload(api, server_state, saved_package, "Z")
+    assert asked[-1] == ("permission", "EDIT", "Z")
+    asked.clear()
+    ok(api.post(f"{MV}/transition-stage", json={"name": "Z", "version": "1", "stage": "Staging"}))
+    assert asked == [("permission", "EDIT", "Z")]
+    asked.clear()
+    ok(api.post(f"{MV}/transition-stage", json={"name": "Z", "version": "1", "stage": "Archived"}))
+    assert asked == [("permission", "EDIT", "Z"), ("permission", "MANAGE", "Z")]
+    asked.clear()
+    ok(api.post(f"{RM}/alias", json={"name": "Z", "alias": "a", "version": "1"}))
+    ok(api.get(f"{MV}/get", params={"name": "Z", "version": "1"}))
+    ok(api.get(f"{RM}/search"))
+    assert asked == [
+        ("permission", "MANAGE", "Z"),
+        ("permission", "READ", "Z"),
+        ("login", None, None),
+    ]
+
+
+def test_searches_show_only_readable_models(api, server_state, saved_package):
+    for name in ("Seen", "Hidden"):
+        _version_from_upload(api, server_state, saved_package, name)
+    server_state.auth.readable_models = lambda call: {"Seen"}
+    models = ok(api.get(f"{RM}/search"))["registered_models"]
+    assert [m["name"] for m in models] == ["Seen"]
+    versions = ok(api.get(f"{MV}/search"))["model_versions"]
+    assert [(v["name"], v["version"]) for v in versions] == [("Seen", "1")]
 
 
 # ---------------------------------------------------------------------- PostgreSQL
