@@ -71,7 +71,8 @@ _VIEWS = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # Folders under the artifact root that the store owns; no experiment may be placed there.
-_RESERVED_FOLDERS = frozenset({"registry", "models", "tmp"})
+# (server/artifacts.py's REGISTRY and UPLOADS, and room for more.)
+_RESERVED_FOLDERS = frozenset({"registry", "uploads", "models", "tmp"})
 
 
 def _bad(message: str) -> ApiError:
@@ -261,7 +262,38 @@ def _stored_location(call: Call, location: str) -> str:
             f"Invalid artifact_location {location!r:.200}: {rest.split('/', 1)[0]!r} under the "
             f"artifact root belongs to the server; choose another folder."
         )
-    return f"{root}/{rest}"
+    stored = f"{root}/{rest}"
+    _check_apart(call, stored, location)
+    return stored
+
+
+def _check_apart(call: Call, stored: str, location: str) -> None:
+    """Refuse a location that holds, or lies inside, another experiment's: the artifact proxy
+    grants access to a path by the experiment whose location holds it, so a nested location
+    would hand its creator another experiment's files."""
+    import sqlalchemy as sa
+
+    from modelpack.store import engines, schema
+
+    root = call.state.artifact_root
+    parts = stored[len(root) + 1 :].split("/")
+    ancestors = [f"{root}/{'/'.join(parts[:i])}" for i in range(1, len(parts) + 1)]
+    table = schema.experiments
+    column = table.c.artifact_location
+    below = stored.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+    engine = call.state.store.engine
+    with engines.translated(engine), engine.connect() as conn:
+        clash = conn.execute(
+            sa.select(table.c.name)
+            .where(sa.or_(column.in_(ancestors), column.like(below, escape="\\")))
+            .limit(1)
+        ).first()
+    if clash is not None:
+        raise _bad(
+            f"Invalid artifact_location {location!r:.200}: it overlaps the artifact location "
+            f"of experiment {clash.name!r}. Choose a folder of its own, or omit "
+            f"artifact_location."
+        )
 
 
 def create_experiment(call: Call) -> dict[str, Any]:

@@ -134,14 +134,48 @@ def test_artifact_location_must_lie_under_the_root(api, server_state, tmp_path):
             "INVALID_PARAMETER_VALUE",
             "artifact_location",
         )
-    error(
+    for reserved in ("registry", "uploads/x"):
+        error(
+            api.post(
+                f"{A}/experiments/create",
+                json={"name": "bad", "artifact_location": f"mlflow-artifacts:/{reserved}"},
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "belongs to the server",
+        )
+    # Inside another experiment's folder, around it, or on it: the artifact proxy would grant
+    # its creator the other experiment's files.
+    plain = new_experiment(api, "plain")  # at mlflow-artifacts:/<its id>
+    for overlapping in (
+        f"mlflow-artifacts:/{plain}/x",
+        f"mlflow-artifacts:/{plain}",
+        "mlflow-artifacts:/b",
+        "mlflow-artifacts:/b/c/",
+        "mlflow-artifacts:/team",
+        "mlflow-artifacts:/team/a",
+        "mlflow-artifacts:/team/a/deeper",
+    ):
+        error(
+            api.post(
+                f"{A}/experiments/create",
+                json={"name": "bad", "artifact_location": overlapping},
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "overlaps the artifact location of experiment",
+        )
+    ok(
         api.post(
             f"{A}/experiments/create",
-            json={"name": "bad", "artifact_location": "mlflow-artifacts:/registry"},
-        ),
-        400,
-        "INVALID_PARAMETER_VALUE",
-        "belongs to the server",
+            json={"name": "near", "artifact_location": "mlflow-artifacts:/team/a_b"},
+        )
+    )
+    ok(
+        api.post(
+            f"{A}/experiments/create",
+            json={"name": "near2", "artifact_location": "mlflow-artifacts:/team/ab"},
+        )
     )
     assert server_state.store.get_experiment_by_name("bad") is None
 
