@@ -10,6 +10,7 @@ from starlette.responses import PlainTextResponse
 
 from modelpack._version import __version__
 from modelpack.server.endpoints import LOGIN, PUBLIC, Call, Endpoint
+from modelpack.server.wire import ApiError
 
 __all__ = ["ENDPOINTS", "server_info"]
 
@@ -47,11 +48,19 @@ def server_info(call: Call) -> dict[str, Any]:
 
 
 def openapi(call: Call) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every endpoint the app mounts."""
-    from modelpack.server.app import all_endpoints
+    """The OpenAPI 3.1 document of every endpoint the app mounts: those the app publishes in
+    ``app.state.endpoints`` (importing ``app`` here would be an import cycle: app mounts
+    this module)."""
     from modelpack.server.openapi import document
 
-    return document(all_endpoints())
+    endpoints = getattr(call.request.app.state, "endpoints", None)
+    if endpoints is None:
+        raise ApiError(
+            "NOT_IMPLEMENTED",
+            "This app publishes no endpoint list (app.state.endpoints), so it has no OpenAPI "
+            "document; build it with modelpack.server.create_app.",
+        )
+    return document(endpoints)
 
 
 ENDPOINTS = [

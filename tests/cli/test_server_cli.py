@@ -234,3 +234,28 @@ def test_two_workers_share_the_port(start):
     status, body = server.get("/api/3.0/mlflow/server-info", host="evil.example")
     assert status == 400  # the workers got the options, the Host allowlist with them
     assert server.stop() == 0
+
+
+def test_admin_subcommands_and_server_options_parse_as_typed(monkeypatch):
+    """``modelpack server token create ...`` reaches server_admin's parser; without a
+    subcommand the options run the server."""
+    import types
+
+    def add_parsers(subcommands):
+        token = subcommands.add_parser("token").add_subparsers(dest="token_command")
+        create = token.add_parser("create")
+        create.add_argument("--user", required=True)
+        create.add_argument("--role", choices=["reader", "editor", "admin"])
+        create.set_defaults(handler=lambda args: 0)
+
+    fake = types.ModuleType("modelpack.cli.server_admin")
+    fake.add_parsers = add_parsers
+    monkeypatch.setitem(sys.modules, "modelpack.cli.server_admin", fake)
+    args = parse("token", "create", "--user", "ann", "--role", "editor")
+    assert (args.server_command, args.user, args.role) == ("token", "ann", "editor")
+    assert args.handler(args) == 0
+    args = parse("--port", "5001")
+    assert args.server_command is None and args.port == 5001
+    assert args.handler.__name__ == "cmd_server"
+    args = parse("--port", "5001", "token", "create", "--user", "bob")
+    assert (args.port, args.user) == (5001, "bob")

