@@ -204,8 +204,9 @@ def search(call: Call) -> dict[str, Any]:
             "search.",
         )
     ids = [call.state.experiment_in(i) for i in wanted]
-    readable = getattr(call.state.auth, "readable_experiments", None)
-    allowed = readable(call) if callable(readable) else None
+    from modelpack.server import auth
+
+    allowed = auth.readable_experiments(call)
     if allowed is not None:
         ids = [i for i in ids if i in allowed]
     models, token = call.state.store.search_mlflow_logged_models(

@@ -152,9 +152,11 @@ def _require(call: Call, level: str) -> None:
     )
 
 
-def _readable(call: Call) -> Any:
-    readable = getattr(call.state.auth, "readable_models", None)
-    return readable(call) if callable(readable) else None
+def _readable(call: Call) -> set[str] | None:
+    """The names of the models the caller may read (None: all of them)."""
+    from modelpack.server import auth
+
+    return auth.readable_models(call)
 
 
 # ---------------------------------------------------------------------- sources
@@ -502,16 +504,22 @@ def _version(call: Call) -> str:
 
 
 def create_registered_model(call: Call) -> dict[str, Any]:
+    from modelpack.server import auth
+
     model = call.state.store.create_registered_model(
         _name(call), _pairs(call, "tags"), optional_text(call.params, "description")
     )
+    auth.record_creator(call, "registered_model", model.name)
     return {"registered_model": registered_model_json(model)}
 
 
 def rename_registered_model(call: Call) -> dict[str, Any]:
+    from modelpack.server import auth
+
     model = call.state.store.rename_registered_model(
         _name(call), text(call.params, "new_name"), call.user
     )
+    auth.rename_resource(call, "registered_model", _name(call), model.name)
     return {"registered_model": registered_model_json(model)}
 
 
@@ -530,7 +538,11 @@ def update_registered_model(call: Call) -> dict[str, Any]:
 def delete_registered_model(call: Call) -> dict[str, Any]:
     state = call.state
     force = boolean(call.params, "force")
-    for location in state.store.delete_registered_model(_name(call), call.user, force=force):
+    from modelpack.server import auth
+
+    locations = state.store.delete_registered_model(_name(call), call.user, force=force)
+    auth.forget_resource(call, "registered_model", _name(call))
+    for location in locations:
         _remove_storage(state, location)
     return {}
 
@@ -608,6 +620,9 @@ def create_model_version(call: Call) -> dict[str, Any]:
     model_id = optional_text(call.params, "model_id")
     if model_id is not None and logged_model_of(source) not in (None, model_id):
         raise refuse(source, f"it names another logged model than model_id {model_id}")
+    from modelpack.server import auth
+
+    new = _existing_name(call) is None
     version = register(
         call,
         _name(call),
@@ -616,6 +631,8 @@ def create_model_version(call: Call) -> dict[str, Any]:
         _pairs(call, "tags"),
         optional_text(call.params, "description"),
     )
+    if new:  # this registration created the model: its creator manages it
+        auth.record_creator(call, "registered_model", version.name)
     return {"model_version": model_version_json(version)}
 
 

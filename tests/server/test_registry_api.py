@@ -488,11 +488,57 @@ def test_the_access_each_call_asks_for(api, server_state, saved_package):
 def test_searches_show_only_readable_models(api, server_state, saved_package):
     for name in ("Seen", "Hidden"):
         _version_from_upload(api, server_state, saved_package, name)
-    server_state.auth.readable_models = lambda call: {"Seen"}
+    server_state.auth.readable = lambda call, kind: {"Seen"} if kind == "registered_model" else None
     models = ok(api.get(f"{RM}/search"))["registered_models"]
     assert [m["name"] for m in models] == ["Seen"]
     versions = ok(api.get(f"{MV}/search"))["model_versions"]
     assert [(v["name"], v["version"]) for v in versions] == [("Seen", "1")]
+
+
+def test_with_tokens_the_history_names_the_token_user(tmp_path, saved_package):
+    from starlette.testclient import TestClient
+
+    from modelpack.server import create_app
+    from modelpack.store import auth as store_auth
+    from modelpack.store import engines
+
+    url = f"sqlite:///{tmp_path}/tokens.sqlite"
+    app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "art"), auth="token")
+    with TestClient(app, raise_server_exceptions=False) as http:
+        state = app.app.state.server if hasattr(app, "app") else app.state.server
+
+        def headers(user, role):
+            return {
+                "Authorization": f"Bearer {store_auth.create_token(state.store, user, role)[1]}"
+            }
+
+        alice, reader, dave = (
+            headers("alice", "editor"),
+            headers("rita", "reader"),
+            headers("dave", "editor"),
+        )
+        folder = f"uploads/{uuid.uuid4().hex}"
+        _package_at(saved_package, Path(state.artifact_root) / folder)
+        body = {"name": "Tok", "source": f"mlflow-artifacts:/{folder}", "user_id": "mallory"}
+        assert http.post(f"{MV}/create", json=body).status_code == 401
+        denied = http.post(f"{MV}/create", json=body, headers=reader)
+        assert denied.status_code == 403 and "creating needs the role editor" in denied.text
+        made = http.post(f"{MV}/create", json=body, headers=alice)
+        assert made.status_code == 200, made.text
+        assert made.json()["model_version"]["user_id"] == "alice"
+        promote = {"name": "Tok", "version": "1", "stage": "Production"}
+        other = http.post(f"{MV}/transition-stage", json=promote, headers=dave)
+        assert other.status_code == 403 and "MANAGE" in other.text
+        mine = http.post(f"{MV}/transition-stage", json=promote, headers=alice)
+        assert mine.status_code == 200, mine.text
+        trail = http.get(
+            f"{EXT}/registered-models/history", params={"name": "Tok"}, headers=alice
+        ).json()["history"]
+        assert [(r["action"], r["user_id"]) for r in trail] == [
+            ("create", "alice"),
+            ("stage", "alice"),
+        ]
+    engines.dispose(url)
 
 
 # ---------------------------------------------------------------------- PostgreSQL
