@@ -89,6 +89,7 @@ __all__ = [
     "delete_tag",
     "autolog",
     "end_run",
+    "flush",
     "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
@@ -148,6 +149,14 @@ __all__ = [
 
 # MLflow's namespaces (modelpack.sklearn.log_model...), imported on first use.
 _LAZY_MODULES = ("models", "onnx", "pyfunc", "pytorch", "sklearn")
+
+
+def flush() -> None:
+    """Write everything this process logged (metrics, params, tags queue and are written in
+    the background) and wait for it; raises ``NotStored`` naming what could not be stored."""
+    from modelpack.log_queue import flush_all
+
+    flush_all()
 
 
 def autolog(*args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,10 @@
 """``Client``: explicit access to runs, artifacts and the model registry (MLflow's names).
 
 A ``Client`` holds a tracking URI and an artifact root; it opens the store on first use.
+Its logging calls (``log_metric``, ``log_param``, ``set_tag``, ``log_batch``...) queue in the
+process and return; ``modelpack.log_queue`` writes them in the background, and the reads here
+(``get_run``, ``get_metric_history``, ``search_runs``, artifacts, ``log_model``,
+``register_model``) first write what this process logged before them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpack import resolution, uris
+from modelpack import log_queue, resolution, uris
 from modelpack.entities import (
     Experiment,
     Metric,
     ModelInfo,
+    ModelVersion,
     PagedList,
     Run,
     RunStatus,
@@ -30,6 +35,9 @@ from modelpack.package import save
 from modelpack.registry_calls import RegistryCalls
 from modelpack.run_context import current_user
 from modelpack.store import default_artifact_root, default_tracking_uri, open_store
+from modelpack.store.validation import metric_value
+from modelpack.store.validation import name as check_name
+from modelpack.store.validation import text as check_text
 
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
@@ -56,6 +64,9 @@ class Client(RegistryCalls):
             store.
         registry_uri: MLflow's argument; modelpack's registry lives in the tracking store, so
             only None or the tracking URI itself is accepted.
+        synchronous: the default of this client's logging calls: True writes each before it
+            returns (raising the store's error there); None (the default) follows
+            ``MODELPACK_SYNC_LOGGING``, which unset means queue and write in the background.
 
     ``modelpack.MlflowClient`` is this class with MLflow's positional order
     ``(tracking_uri, registry_uri)``.
@@ -68,8 +79,12 @@ class Client(RegistryCalls):
         create: bool = True,
         *,
         registry_uri: str | None = None,
+        synchronous: bool | None = None,
     ) -> None:
         from modelpack.artifacts import absolute_root
+
+        check_synchronous(synchronous)
+        self.synchronous = synchronous
 
         self.tracking_uri = tracking_uri or default_tracking_uri()
         if registry_uri is not None and registry_uri != self.tracking_uri:
@@ -88,6 +103,45 @@ class Client(RegistryCalls):
     @cached_property
     def store(self) -> SqlStore:
         return open_store(self.tracking_uri, self.artifact_root, self.create)
+
+    # ------------------------------------------------------------------ the logging queue
+
+    def _queue(self) -> log_queue.LogQueue:
+        """This store's queue (one per tracking URI and process, shared by its clients)."""
+        return log_queue.queue_for(self.tracking_uri, lambda: self.store)
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Write what this process logged to this store (for ``run_id``, or all runs) and wait
+        for it.
+
+        Raises:
+            NotStored: items logged earlier failed to be stored (they were dropped).
+        """
+        queue = log_queue.existing_queue(self.tracking_uri)
+        if queue is not None:
+            queue.flush(run_id)
+
+    def _written(self, run_id: str | None = None) -> None:
+        """Read-your-writes: what this process queued (for ``run_id``, or all) is written
+        first; failures stay for the next logging call, ``end_run`` or ``flush``."""
+        queue = log_queue.existing_queue(self.tracking_uri)
+        if queue is not None:
+            queue.flush(run_id, raise_errors=False)
+
+    def _log(
+        self,
+        run_id: str,
+        synchronous: bool | None,
+        metrics: list[Metric],
+        params: dict[str, str],
+        tags: dict[str, str],
+    ) -> None:
+        queue = self._queue()
+        sync = self.synchronous if synchronous is None else synchronous
+        if log_queue.is_synchronous(sync) or not log_queue.fits_one_batch(metrics, params, tags):
+            queue.write(run_id, metrics, params, tags)
+        else:
+            queue.put(run_id, metrics, params, tags)
 
     def __repr__(self) -> str:
         tracking, artifacts = uris.redact(self.tracking_uri), uris.redact(self.artifact_root)
@@ -127,10 +181,13 @@ class Client(RegistryCalls):
 
     def delete_experiment(self, experiment_id: str) -> None:
         """Mark the experiment and its runs deleted (``restore_experiment`` brings them back)."""
+        self._written()
         self.store.set_experiment_lifecycle(experiment_id, "deleted")
+        self._forget(None)
 
     def restore_experiment(self, experiment_id: str) -> None:
         self.store.set_experiment_lifecycle(experiment_id, "active")
+        self._forget(None)
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         self.store.rename_experiment(experiment_id, new_name)
@@ -156,7 +213,7 @@ class Client(RegistryCalls):
             raise InvalidArgument(
                 f"start_time is milliseconds since the epoch (an int), got {start_time!r}."
             )
-        return self.store.create_run(
+        run = self.store.create_run(
             experiment_id,
             run_name=run_name,
             user_id=current_user(),
@@ -164,33 +221,73 @@ class Client(RegistryCalls):
             parent_run_id=parent_run_id,
             start_time=start_time,
         )
+        self._queue().running(run.info.run_id)  # its first log needs no look at the store
+        return run
+
+    def resume_run(self, run_id: str, run_name: str | None = None) -> Run:
+        """Set an ended run RUNNING again (what ``start_run(run_id=...)`` does); its end time
+        is cleared. Returns the run as it is now."""
+        self._written(run_id)
+        self.store.resume_run(run_id, run_name)
+        run = self.store.get_run(run_id)
+        self._queue().running(run_id, run.data.params)
+        return run
 
     def get_run(self, run_id: str) -> Run:
+        self._written(run_id)
         return self.store.get_run(run_id)
 
     def set_terminated(
         self, run_id: str, status: str | None = None, end_time: int | None = None
     ) -> None:
-        """End the run: ``status`` FINISHED (the default), FAILED or KILLED."""
+        """End the run: ``status`` FINISHED (the default), FAILED or KILLED. What was logged to
+        it is written first.
+
+        Raises:
+            NotStored: items logged to the run earlier were not stored (the run ends anyway).
+        """
         status = RunStatus.FINISHED if status is None else status
         if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
             raise InvalidArgument(f"A run ends FINISHED, FAILED or KILLED, got {status!r}.")
+        queue = log_queue.existing_queue(self.tracking_uri)
+        failed: log_queue.NotStored | None = None
+        if queue is not None:
+            try:
+                queue.flush(run_id)
+            except log_queue.NotStored as exc:
+                failed = exc
+            queue.forget(run_id)
         self.store.update_run(run_id, status=status, end_time=end_time or int(time.time() * 1000))
+        if failed is not None:
+            raise failed
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        self._written(run_id)
         self.store.update_run(run_id, status=status, run_name=name)
+        self._forget(run_id)
+
+    def _forget(self, run_id: str | None) -> None:
+        queue = log_queue.existing_queue(self.tracking_uri)
+        if queue is not None:
+            queue.forget(run_id)
 
     def delete_run(self, run_id: str) -> None:
         """Mark the run deleted: searches leave it out unless asked; its artifacts stay."""
+        self._written(run_id)
         self.store.set_run_lifecycle(run_id, "deleted")
+        self._forget(run_id)
 
     def restore_run(self, run_id: str) -> None:
         self.store.set_run_lifecycle(run_id, "active")
+        self._forget(run_id)
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
-        """Log one param; returns ``value`` (as MLflow does). Params never change once logged."""
+        """Log one param; returns ``value`` (as MLflow does). Params never change once logged:
+        a new value is refused at the call when this process knows the old one, else when the
+        store finds it (``NotStored`` at the next call for the run, or at its ``end_run``)."""
         check_synchronous(synchronous)
-        self.store.log_batch(run_id, params={key: value})
+        params = {check_name(key, "Param key"): check_text(value, f"Param {key!r}")}
+        self._log(run_id, synchronous, [], params, {})
         return value
 
     def log_metric(
@@ -202,14 +299,27 @@ class Client(RegistryCalls):
         step: int | None = None,
         synchronous: bool | None = None,
     ) -> None:
+        """Log one point of a metric (queued: see the module's docstring); ``step`` defaults
+        to 0 and ``timestamp`` (epoch ms) to now."""
         check_synchronous(synchronous)
-        self.log_batch(run_id, metrics=[(key, value, timestamp, step or 0)])
+        step = step or 0
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise InvalidArgument(f"Metric {key!r}: step must be an integer, got {step!r}.")
+        point = Metric(
+            check_name(key, "Metric key"),
+            metric_value(key, value),
+            timestamp or int(time.time() * 1000),
+            step,
+        )
+        self._log(run_id, synchronous, [point], {}, {})
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
         check_synchronous(synchronous)
-        self.store.log_batch(run_id, tags={key: value})
+        tags = {check_name(key, "Tag key"): check_text(value, f"Tag {key!r}")}
+        self._log(run_id, synchronous, [], {}, tags)
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        self._written(run_id)
         self.store.delete_tag(run_id, key)
 
     def log_batch(
@@ -220,17 +330,23 @@ class Client(RegistryCalls):
         tags: Mapping[str, Any] | Iterable[Any] | None = None,
         synchronous: bool | None = None,
     ) -> None:
-        """Log many metrics, params and tags in one transaction.
+        """Log many metrics, params and tags, stored together (one transaction).
 
         ``metrics`` holds ``Metric`` objects or ``(key, value, timestamp_ms, step)`` tuples
         (timestamp ``None`` for now); ``params`` and ``tags`` are mappings, or sequences of
         ``Param``/``RunTag`` objects (anything with ``key`` and ``value``) as in MLflow.
+        Queued like ``log_metric``; a call above one batch (1,000 items, 100 params, 100 tags)
+        is written at once instead, so that it stays one transaction.
         """
-        from modelpack.store.validation import metric_value
-
         check_synchronous(synchronous)
-        params = key_values(params, "params")
-        tags = key_values(tags, "tags")
+        params = {
+            check_name(k, "Param key"): check_text(v, f"Param {k!r}")
+            for k, v in key_values(params, "params").items()
+        }
+        tags = {
+            check_name(k, "Tag key"): check_text(v, f"Tag {k!r}")
+            for k, v in key_values(tags, "tags").items()
+        }
         stamp = int(time.time() * 1000)
         points = []
         for m in metrics:
@@ -239,14 +355,17 @@ class Client(RegistryCalls):
             )
             if isinstance(step, bool) or not isinstance(step, int):
                 raise InvalidArgument(f"Metric {key!r}: step must be an integer, got {step!r}.")
+            check_name(key, "Metric key")
             points.append(Metric(key, metric_value(key, value), ts or stamp, step))
-        self.store.log_batch(run_id, metrics=points, params=params, tags=tags)
+        self._log(run_id, synchronous, points, params, tags)
 
     def log_inputs(self, run_id: str, datasets: Sequence[Any] | None = None) -> None:
         """Record the ``DatasetInput`` s a running run used (MLflow's ``log_inputs``)."""
+        self._written(run_id)
         self.store.log_inputs(run_id, list(datasets or ()))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        self._written(run_id)
         return self.store.get_metric_history(run_id, key)
 
     def search_runs(
@@ -266,6 +385,7 @@ class Client(RegistryCalls):
         Returns a list of ``Run`` (its ``token`` attribute is the next page's token, or None),
         or a pandas DataFrame with ``output_format="pandas"``.
         """
+        self._written()
         ids = list(experiment_ids or [])
         for name in experiment_names or ():
             experiment = self.store.get_experiment_by_name(name)
@@ -396,6 +516,21 @@ class Client(RegistryCalls):
                 f"name={name + '_2'!r}), or in a new run."
             )
 
+    def register_model(
+        self,
+        model_uri: str,
+        name: str,
+        tags: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> ModelVersion:
+        """Copy the package at ``model_uri`` into registry storage and make it a new version
+        (of the run ``run_id``; default: the run the URI or the package names). What this
+        process logged is written first."""
+        self._written()
+        return super().register_model(model_uri, name, tags, description, run_id=run_id)
+
     def resolve(self, uri: str) -> Path:
         """The local directory of the package ``uri`` names (remote ones via the cache)."""
         return resolution.resolve(uri, self)
@@ -412,8 +547,11 @@ class MlflowClient(Client):
         *,
         artifact_root: str | None = None,
         create: bool = True,
+        synchronous: bool | None = None,
     ) -> None:
-        super().__init__(tracking_uri, artifact_root, create, registry_uri=registry_uri)
+        super().__init__(
+            tracking_uri, artifact_root, create, registry_uri=registry_uri, synchronous=synchronous
+        )
 
 
 def _artifact_folder(artifact_path: str | None) -> str:
@@ -430,9 +568,9 @@ def _artifact_folder(artifact_path: str | None) -> str:
 
 
 def check_synchronous(synchronous: Any) -> None:
-    """MLflow's ``synchronous`` flag: None, True or False (logging here is always synchronous;
-    False is accepted and logs at once). Anything else is most likely a timestamp given by
-    position, which MLflow's order puts after ``synchronous``."""
+    """MLflow's ``synchronous`` flag: None (``MODELPACK_SYNC_LOGGING``, unset: queue), True
+    (write before returning) or False (queue). Anything else is most likely a timestamp given
+    by position, which MLflow's order puts after ``synchronous``."""
     if synchronous is not None and not isinstance(synchronous, bool):
         raise InvalidArgument(
             f"synchronous must be True, False or None, got {synchronous!r}. In MLflow's order "

@@ -5,21 +5,27 @@ own, so concurrent training loops never log into each other's runs. ``set_tracki
 ``set_experiment`` are process-wide, exactly like setting ``MODELPACK_TRACKING_URI`` and
 ``MODELPACK_EXPERIMENT_NAME`` (or ``MODELPACK_EXPERIMENT_ID``).
 
-Where this differs from MLflow on purpose, the error says so: logging with no active run is
-refused (MLflow starts one silently, which then stays RUNNING until the process exits), and an
-ended run takes no more logging (``start_run(run_id=...)`` resumes it).
+Logging with no active run starts one, as MLflow does, ended when the process exits; an ended
+run takes no more logging (``start_run(run_id=...)`` resumes it).
+
+``log_metric``, ``log_param(s)``, ``set_tag(s)`` and ``log_metrics`` return at once: the points
+queue and a background thread writes them (``modelpack.log_queue``). ``end_run``,
+``modelpack.flush()`` and process exit write what is queued; a write that failed raises
+``NotStored`` at the run's next logging call or at its ``end_run``. ``synchronous=True`` (or
+``MODELPACK_SYNC_LOGGING=1``) writes before returning.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from modelpack import run_context
+from modelpack import log_queue, run_context
 from modelpack.client import Client, MlflowClient, PagedList, check_synchronous, runs_frame
 from modelpack.entities import Metric, ModelInfo, ModelVersion, Run, RunStatus, ViewType
 from modelpack.errors import InvalidArgument, NotFound
@@ -32,6 +38,7 @@ __all__ = [
     "active_run",
     "delete_tag",
     "end_run",
+    "flush",
     "get_artifact_uri",
     "get_run",
     "get_tracking_uri",
@@ -96,10 +103,16 @@ class ActiveRun:
             status = RunStatus.KILLED
         stack = _active.get()
         if self in stack:
-            while stack and stack[-1] is not self:  # nested runs left open end with this one
+            try:
+                while stack and stack[-1] is not self:  # nested runs left open end with it
+                    end_run(status)
+                    stack = _active.get()
                 end_run(status)
-                stack = _active.get()
-            end_run(status)
+            except log_queue.NotStored as lost:
+                if exc is None:
+                    raise
+                # The block's own exception is the one to see; what was lost rides along.
+                exc.add_note(f"modelpack: {lost}")
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self._run.info.run_id} {self._run.info.run_name!r}>"
@@ -234,9 +247,10 @@ def _resume(
                 f"Run {run_id!r} belongs to experiment {found.name!r}, not {experiment!r}; "
                 f"leave experiment out to resume it."
             )
-    client.store.resume_run(run_id, run_name)
-    if tags:
-        client.log_batch(run_id, tags=tags)
+    run = client.resume_run(run_id, run_name)
+    if not tags:
+        return run
+    client.log_batch(run_id, tags=tags)
     return client.get_run(run_id)
 
 
@@ -251,33 +265,108 @@ def _create(
 ) -> Run:
     if experiment_id is not None and experiment is not None:
         raise InvalidArgument("Pass experiment_id or experiment (a name), not both.")
-    if experiment_id is not None:
-        exp = client.get_experiment(str(experiment_id))
-    elif experiment is not None:
-        exp = client.store.get_or_create_experiment(experiment)
-    else:
-        exp = current_experiment(client)
     parent = parent_run_id or (stack[-1].info.run_id if stack else None)
     if parent is not None and not stack:
         client.get_run(parent)  # NotFound names a mistyped parent
-    all_tags = {**run_context.source_tags(), **tags}
+    all_tags = {**_source_tags(), **tags}
     if parent:
         all_tags[PARENT_TAG] = parent
-    return client.create_run(
+    if experiment_id is not None:
+        return client.create_run(
+            client.get_experiment(str(experiment_id)).experiment_id,
+            run_name=run_name, tags=all_tags, parent_run_id=parent,
+        )  # fmt: skip
+    key = (client.tracking_uri, experiment, *_experiment_variables())
+    cached = _experiment_ids.get(key)
+    if cached is not None:
+        try:
+            return client.create_run(cached, run_name=run_name, tags=all_tags, parent_run_id=parent)
+        except (InvalidArgument, NotFound):  # deleted since: look it up again, and say so
+            _experiment_ids.pop(key, None)
+    if experiment is not None:
+        exp = client.store.get_or_create_experiment(experiment)
+    else:
+        exp = current_experiment(client)
+    run = client.create_run(
         exp.experiment_id, run_name=run_name, tags=all_tags, parent_run_id=parent
     )
+    if len(_experiment_ids) >= 64:
+        _experiment_ids.clear()
+    _experiment_ids[key] = exp.experiment_id
+    return run
+
+
+# Caches that keep a sweep of start_run calls from paying the same lookups each time:
+# the experiment id per (store, experiment named), and the source tags per script.
+_experiment_ids: dict[tuple[str | None, ...], str] = {}
+_sources: dict[tuple[str | None, ...], dict[str, str]] = {}
+
+
+def _experiment_variables() -> tuple[str | None, str | None]:
+    from modelpack.experiments import ID_VARIABLE, NAME_VARIABLE
+
+    return os.environ.get(ID_VARIABLE), os.environ.get(NAME_VARIABLE)
+
+
+def _source_tags() -> dict[str, str]:
+    """``run_context.source_tags()``, computed once per script: finding the script and asking
+    git for its commit (a subprocess) would otherwise cost each run several milliseconds. A
+    run started from a runner (pytest, a notebook kernel) looks again each time, since the
+    caller's file is the source then."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    key = (main, os.getcwd(), os.environ.get("MODELPACK_USER"))
+    cached = _sources.get(key)
+    if cached is not None:
+        return dict(cached)
+    tags = run_context.source_tags()
+    if main is not None and tags.get("modelpack.source.name") == str(_resolved(main)):
+        if len(_sources) >= 16:
+            _sources.clear()
+        _sources[key] = dict(tags)
+    return tags
+
+
+def _resolved(path: str) -> str:
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return path
 
 
 def end_run(status: str = RunStatus.FINISHED) -> None:
-    """End the active run with ``status`` (FINISHED, FAILED or KILLED); no-op with none."""
+    """End the active run with ``status`` (FINISHED, FAILED or KILLED); no-op with none.
+    What was logged to it is written first.
+
+    Raises:
+        NotStored: items logged to the run were not stored (the run is ended all the same).
+    """
     stack = _active.get()
     if not stack:
         return
     top = stack[-1]
-    top.client.set_terminated(top.info.run_id, status)
+    try:
+        top.client.set_terminated(top.info.run_id, status)
+    except log_queue.NotStored:
+        _ended(stack, top)
+        raise
+    _ended(stack, top)
+
+
+def _ended(stack: tuple[ActiveRun, ...], top: ActiveRun) -> None:
     _active.set(stack[:-1])
     _autostarted[:] = [(run, end) for run, end in _autostarted if run is not top]
     _last.set((top.client, top.info.run_id))
+
+
+def flush() -> None:
+    """Write everything this process logged (to every store) and wait for it.
+
+    Raises:
+        NotStored: items logged earlier were not stored (named in the message; dropped).
+    """
+    log_queue.flush_all()
 
 
 def require_run() -> ActiveRun:
@@ -318,6 +407,8 @@ def _end_autostarted() -> None:
         try:
             if run.client.get_run(run.info.run_id).info.status == RunStatus.RUNNING:
                 run.client.set_terminated(run.info.run_id, status)
+        except log_queue.NotStored as exc:  # the process is exiting: stderr is all there is
+            sys.stderr.write(f"modelpack: {exc}\n")
         except Exception:  # noqa: BLE001 - the process is exiting: no one to tell
             pass
 
@@ -346,7 +437,7 @@ def log_params(
 ) -> None:
     check_synchronous(synchronous)
     client, target = _target(run_id)
-    client.log_batch(target, params=params)
+    client.log_batch(target, params=params, synchronous=synchronous)
 
 
 def log_metric(
@@ -358,10 +449,11 @@ def log_metric(
     run_id: str | None = None,
 ) -> None:
     """Log one point of a metric (MLflow's argument order: ``synchronous`` before
-    ``timestamp``); ``step`` defaults to 0 and ``timestamp`` (epoch ms) to now."""
+    ``timestamp``); ``step`` defaults to 0 and ``timestamp`` (epoch ms) to now. Returns at
+    once: the point is written in the background (``synchronous=True``: before returning)."""
     check_synchronous(synchronous)
     client, target = _target(run_id)
-    client.log_batch(target, metrics=[(key, value, timestamp, step or 0)])
+    client.log_metric(target, key, value, timestamp, step, synchronous)
 
 
 def log_metrics(
@@ -371,7 +463,7 @@ def log_metrics(
     run_id: str | None = None,
     timestamp: int | None = None,
 ) -> None:
-    """Log several metrics at one step, in one transaction."""
+    """Log several metrics at one step, stored together (one transaction)."""
     check_synchronous(synchronous)
     if not isinstance(metrics, Mapping):
         raise InvalidArgument(
@@ -379,7 +471,11 @@ def log_metrics(
         )
     client, target = _target(run_id)
     stamp = timestamp or int(time.time() * 1000)
-    client.log_batch(target, metrics=[Metric(k, v, stamp, step or 0) for k, v in metrics.items()])
+    client.log_batch(
+        target,
+        metrics=[Metric(k, v, stamp, step or 0) for k, v in metrics.items()],
+        synchronous=synchronous,
+    )
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
@@ -390,7 +486,7 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
 def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> None:
     check_synchronous(synchronous)
     run = require_run()
-    run.client.log_batch(run.info.run_id, tags=tags)
+    run.client.log_batch(run.info.run_id, tags=tags, synchronous=synchronous)
 
 
 def delete_tag(key: str) -> None:
