@@ -277,7 +277,7 @@ class Authorizer:
         cap = ROLE_CAP.get(principal.role, "NO_PERMISSIONS")
         if _rank(min(have, cap, key=_rank)) >= _rank(level):
             return
-        if _rank(have) >= _rank(level):  # the grant would do; the role forbids it
+        if _rank(level) > _rank(cap):  # no grant would do: the role forbids it
             raise PermissionDenied(
                 f"User {user!r} has a {principal.role} token, which can at most {cap}: "
                 f"{_action(call)} needs {level} on {what} {resource_id!r}. Ask an admin for an "
@@ -316,6 +316,18 @@ class Authorizer:
             lambda: store_auth.readable_ids(self.state.store, user, resource_type),
         )
         return None if found is None else set(found)
+
+    def readable_experiments(self, call: Call) -> set[str] | None:
+        """``readable(call, "experiment")``: the stored ids, None for every one."""
+        return self.readable(call, "experiment")
+
+    def readable_models(self, call: Call) -> set[str] | None:
+        """``readable(call, "registered_model")``: the names, None for every one."""
+        return self.readable(call, "registered_model")
+
+    def record_creator(self, call: Call, resource_type: str, resource_id: str) -> None:
+        """The module's ``record_creator``."""
+        record_creator(call, resource_type, resource_id)
 
     def changed(self) -> None:
         """Forget cached levels (grants changed here; tokens keep their own cache)."""

@@ -185,12 +185,7 @@ def test_a_reader_reads_but_never_writes_even_with_a_grant(server):
     reader = server.token("rita", "reader")
     params = {"experiment_id": experiment["experiment_id"]}
     assert server.call("GET", "/t/experiments/get", reader, params=params).status_code == 200
-    denied(
-        server.call("POST", "/t/experiments/write", reader, json=params),
-        "User 'rita' needs EDIT on experiment",
-        "has READ (MLflow's default)",
-        "modelpack server permission grant --user rita --experiment",
-    )
+    before = denied(server.call("POST", "/t/experiments/write", reader, json=params))
     server.call(
         "POST",
         "/modelpack/permissions/grant",
@@ -198,10 +193,11 @@ def test_a_reader_reads_but_never_writes_even_with_a_grant(server):
         json={"user": "rita", **params, "permission": "EDIT"},
     ).raise_for_status()
     message = denied(server.call("POST", "/t/experiments/write", reader, json=params))
+    assert message == before
     assert message == (
         f"User 'rita' has a reader token, which can at most READ: POST /api/2.0/t/experiments/"
-        f"write needs EDIT on experiment '{params['experiment_id']}'. Ask an admin for an editor "
-        f"token: modelpack server token create --user rita --role editor"
+        f"write needs EDIT on experiment '{params['experiment_id']}'. Ask an admin for an "
+        f"editor token: modelpack server token create --user rita --role editor"
     )
     denied(
         server.call("POST", "/t/experiments/create", reader, json={"name": "mine"}),
@@ -377,3 +373,77 @@ def test_mlflow_permission_api_for_managers(server):
         "registered_model_permission": {"name": "M", "user_id": "bob", "permission": "MANAGE"}
     }
     assert server.call("POST", "/t/models/delete", bob, json={"name": "M"}).is_success
+
+
+# ---------------------------------------------------------------------- the server's own app
+
+
+@pytest.fixture
+def real(tmp_path):
+    from modelpack.server import create_app
+
+    app = create_app(
+        backend_store_uri=f"sqlite:///{tmp_path / 'store.db'}",
+        artifact_root=str(tmp_path / "artifacts"),
+        auth="token",
+    )
+    state = app.state.server
+    with TestClient(app, base_url="http://localhost") as http:
+
+        def call(method, path, user=None, **kwargs):
+            if user is not None:
+                kwargs["headers"] = {"Authorization": f"Bearer {tokens[user]}"}
+            return http.request(method, API + path, **kwargs)
+
+        tokens = {
+            user: store_auth.create_token(state.store, user, role)[1]
+            for user, role in (("root", "admin"), ("alice", "editor"), ("bob", "reader"))
+        }
+        yield call
+
+
+def test_the_registry_history_records_the_authenticated_user(real):
+    made = real("POST", "/mlflow/registered-models/create", "alice", json={"name": "Churn"})
+    assert made.status_code == 200, made.text
+    renamed = real(
+        "POST",
+        "/mlflow/registered-models/rename",
+        "alice",
+        json={"name": "Churn", "new_name": "Churn2", "user_id": "mallory"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    history = real("GET", "/modelpack/registered-models/history", "bob", params={"name": "Churn2"})
+    assert [(r["action"], r["user_id"]) for r in history.json()["history"]] == [("rename", "alice")]
+    denied(
+        real("POST", "/mlflow/registered-models/rename", "bob",
+             json={"name": "Churn2", "new_name": "Mine"}),
+        "User 'bob' has a reader token",
+    )  # fmt: skip
+
+
+def test_searches_show_only_what_the_caller_may_read(real):
+    for name in ("A", "B"):
+        real("POST", "/mlflow/registered-models/create", "alice", json={"name": name})
+    experiments = [
+        real("POST", "/mlflow/experiments/create", "root", json={"name": n}).json()["experiment_id"]
+        for n in ("x", "y")
+    ]
+    real("POST", "/modelpack/permissions/default", "root", json={"permission": "NO_PERMISSIONS"})
+    real(
+        "POST",
+        "/modelpack/permissions/grant",
+        "root",
+        json={"user": "bob", "experiment_id": experiments[1], "permission": "READ"},
+    )
+
+    def models(user):
+        answer = real("GET", "/mlflow/registered-models/search", user)
+        return sorted(m["name"] for m in answer.json().get("registered_models", []))
+
+    def experiment_ids(user):
+        answer = real("POST", "/mlflow/experiments/search", user, json={"max_results": 100})
+        return sorted(e["experiment_id"] for e in answer.json().get("experiments", []))
+
+    assert models("alice") == ["A", "B"] and models("bob") == [] and models("root") == ["A", "B"]
+    assert experiment_ids("bob") == [experiments[1]]
+    assert experiment_ids("root") == sorted(["0", *experiments])
