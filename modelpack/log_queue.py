@@ -154,7 +154,7 @@ class NotStored(ModelpackError):
 
     def __init__(self, failures: Sequence[Failure]) -> None:
         self.failures = list(failures)
-        body = "; ".join(f.describe() for f in self.failures)
+        body = "; ".join(f.describe().rstrip(".") for f in self.failures)
         super().__init__(
             f"Logging in the background failed, {body}. Those items were dropped: log them "
             f"again (synchronous=True, or {SYNC_VARIABLE}=1, raises the store's error at the call)."

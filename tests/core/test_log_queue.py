@@ -31,6 +31,7 @@ class GatedStore:
         self.entered = threading.Event()
         self.errors: list[BaseException] = []  # raised by the next writes, in turn
         self.refuse: dict[str, BaseException] = {}  # param key -> raised by a batch holding it
+        self.down: dict[str, BaseException] = {}  # run -> raised by every batch of that run
         self.runs: dict[str, tuple[str, str]] = {}  # run -> (status, lifecycle)
         self.threads: set[str] = set()
 
@@ -41,6 +42,8 @@ class GatedStore:
         self.attempts.append(idempotency_key)
         if self.errors:
             raise self.errors.pop(0)
+        if run_id in self.down:
+            raise self.down[run_id]
         for key in params or {}:
             if key in self.refuse:
                 raise self.refuse[key]
@@ -127,10 +130,15 @@ def test_batches_keep_mlflows_limits_and_each_runs_order(client, store):
 
 
 def test_a_failed_write_raises_at_the_next_call_for_the_run_naming_what_was_lost(client, store):
-    store.errors.append(InvalidArgument("Run 'r1' has ended (FINISHED); start a new run."))
-    client.log_metric("r1", "loss", 1.0)
+    store.down["r1"] = InvalidArgument("Run 'r1' has ended (FINISHED); start a new run.")
+    store.gate.clear()
+    client.log_metric("r2", "loss", 1.0)  # the writer holds this batch...
+    assert store.entered.wait(WAIT)
+    client.log_metric("r1", "loss", 1.0)  # ... so these two wait, and go in one batch
     client.log_metric("r1", "acc", 0.5)
+    store.gate.set()
     log_queue.existing_queue(client.tracking_uri).flush("r1", raise_errors=False)  # written
+    del store.down["r1"]
     client.log_metric("r2", "loss", 1.0)  # another run's call does not see r1's failure
     with pytest.raises(NotStored) as raised:
         client.log_metric("r1", "loss", 2.0)
