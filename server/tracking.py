@@ -492,9 +492,26 @@ def log_param(call: Call) -> dict[str, Any]:
     return {}
 
 
+def _rename_by_tag(call: Call, run_id: str, name: str) -> None:
+    """MLflow's store takes the tag ``mlflow.runName`` as a rename of the run; so does this
+    server (the tag is then shown from the name), on a run that takes writes."""
+    from modelpack.entities import ended_message
+
+    info = call.state.store.get_run(run_id).info
+    if info.lifecycle_stage != "active":
+        raise _bad(f"Run {run_id!r} is deleted; restore it before logging to it.")
+    if info.status != "RUNNING":
+        raise _bad(ended_message(run_id, info.status))
+    call.state.store.update_run(run_id, run_name=name)
+
+
 def set_tag(call: Call) -> dict[str, Any]:
     key = text(call.params, "key")
-    call.state.store.log_batch(_run_id(call), tags={key: _value(call.params, "value")})
+    run_id, value = _run_id(call), _value(call.params, "value")
+    if key == RUN_NAME_TAG:
+        _rename_by_tag(call, run_id, value)
+    else:
+        call.state.store.log_batch(run_id, tags={key: value})
     return {}
 
 
@@ -540,15 +557,18 @@ def log_batch(call: Call) -> dict[str, Any]:
                 f"and {value!r}: send one value per param key."
             )
     tags = dict(_pairs(params, "tags"))
+    new_name = tags.pop(RUN_NAME_TAG, None)
     again = {item["key"] for item in raw_metrics if item.get("model_id")}
     if again:
         points = _new_points(call, run_id, points, again)
-    if not points and not values and not tags:
+    if points or values or tags:
+        call.state.store.log_batch(
+            run_id, metrics=points, params=values, tags=tags, idempotency_key=key
+        )
+    elif new_name is None:
         call.state.store.get_run_experiment_id(run_id)  # NotFound for an unknown run
-        return {}
-    call.state.store.log_batch(
-        run_id, metrics=points, params=values, tags=tags, idempotency_key=key
-    )
+    if new_name is not None:
+        _rename_by_tag(call, run_id, new_name)
     return {}
 
 

@@ -128,16 +128,22 @@ def run_json(state: ServerState, run: Run, metrics: Sequence[Metric] | None) -> 
     if metrics is None:
         metrics = [Metric(k, v, 0, 0) for k, v in sorted(run.data.metrics.items())]
     tags = dict(run.data.tags)
-    # What MLflow's store keeps as tags, derived here rather than stored twice.
-    tags.setdefault(RUN_NAME_TAG, info.run_name)
-    if info.parent_run_id:
-        tags.setdefault(PARENT_TAG, info.parent_run_id)
+    # What MLflow's store keeps as tags, derived here rather than stored twice; listed in
+    # ``derived_tags`` (MLflow's clients ignore the field) so modelpack's client can drop them.
+    derived = []
+    if RUN_NAME_TAG not in tags:
+        tags[RUN_NAME_TAG] = info.run_name
+        derived.append(RUN_NAME_TAG)
+    if info.parent_run_id and PARENT_TAG not in tags:
+        tags[PARENT_TAG] = info.parent_run_id
+        derived.append(PARENT_TAG)
     out: dict[str, Any] = {
         "info": run_info_json(state, info),
         "data": {
             "metrics": [metric_json(m) for m in metrics],
             "params": tags_json(run.data.params),
             "tags": tags_json(tags),
+            "derived_tags": derived,
         },
         "inputs": {"dataset_inputs": [dataset_input_json(d) for d in run.inputs.dataset_inputs]},
     }

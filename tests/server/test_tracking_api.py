@@ -354,6 +354,29 @@ def test_run_name_tag_and_parent_tag(api, server_state):
     assert child["info"]["parent_run_id"] == parent
     assert pairs(child["data"]["tags"])["mlflow.parentRunId"] == parent
     assert server_state.store.get_run(child["info"]["run_id"]).info.parent_run_id == parent
+    # The name is the run's, shown as MLflow's tag; the parent tag was stored as sent.
+    assert child["data"]["derived_tags"] == ["mlflow.runName"]
+    assert "mlflow.runName" not in server_state.store.get_run(child["info"]["run_id"]).data.tags
+    own = ok(api.post(f"{A}/runs/create", json={"parent_run_id": parent}))["run"]
+    assert own["data"]["derived_tags"] == ["mlflow.runName", "mlflow.parentRunId"]
+    assert pairs(own["data"]["tags"])["mlflow.parentRunId"] == parent
+    # Setting the tag renames the run, as MLflow's store does.
+    child_id = child["info"]["run_id"]
+    body = {"run_id": child_id, "key": "mlflow.runName", "value": "renamed"}
+    ok(api.post(f"{A}/runs/set-tag", json=body))
+    assert get_run(api, child_id)["info"]["run_name"] == "renamed"
+    batch = {"run_id": child_id, "tags": [{"key": "mlflow.runName", "value": "batched"}]}
+    ok(api.post(f"{A}/runs/log-batch", json=batch))
+    got = get_run(api, child_id)
+    assert got["info"]["run_name"] == "batched"
+    assert pairs(got["data"]["tags"])["mlflow.runName"] == "batched"
+    ok(api.post(f"{A}/runs/update", json={"run_id": child_id, "status": "KILLED"}))
+    error(
+        api.post(f"{A}/runs/set-tag", json=body),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "has ended (KILLED)",
+    )
     found = ok(
         api.post(
             f"{A}/runs/search",
