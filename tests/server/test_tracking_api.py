@@ -474,7 +474,7 @@ def test_log_batch_stores_everything_once_per_idempotency_key(api, server_state)
     ok(api.post(f"{A}/runs/log-batch", json={"run_id": run_id}))  # an empty batch is fine
 
 
-def test_log_batch_idempotency_on_postgresql(postgres_url, tmp_path):
+def test_idempotency_and_store_queries_on_postgresql(postgres_url, tmp_path):
     from starlette.testclient import TestClient
 
     from modelpack.server import create_app
@@ -496,6 +496,52 @@ def test_log_batch_idempotency_on_postgresql(postgres_url, tmp_path):
         )
         assert len(history["metrics"]) == 2
         assert "a" not in pairs(get_run(api, run_id)["data"]["tags"])
+
+        # The queries this module added to the store, on PostgreSQL too.
+        experiment_id = new_experiment(api, "pg", artifact_location="mlflow-artifacts:/pg_1")
+        error(
+            api.post(
+                f"{A}/experiments/create",
+                json={"name": "x", "artifact_location": "mlflow-artifacts:/pg_1/in"},
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "overlaps",
+        )
+        new_experiment(api, "y", artifact_location="mlflow-artifacts:/pgx1")  # '_' is literal
+        tag = {"experiment_id": experiment_id, "key": "k", "value": "v"}
+        ok(api.post(f"{A}/experiments/set-experiment-tag", json=tag))
+        ok(api.post(f"{A}/experiments/delete-experiment-tag", json={**tag, "value": None}))
+        run_ids = [new_run(api, experiment_id, run_name=f"r{i}") for i in range(3)]
+        for i, rid in enumerate(run_ids):
+            points = [
+                {"key": "acc", "value": i + s / 10, "timestamp": s, "step": s} for s in range(4)
+            ]
+            ok(api.post(f"{A}/runs/log-batch", json={"run_id": rid, "metrics": points}))
+        page = ok(
+            api.post(
+                f"{A}/runs/search",
+                json={
+                    "experiment_ids": [experiment_id],
+                    "filter": "metrics.acc > 1 OR attributes.run_name = 'r0'",
+                    "order_by": ["metrics.acc DESC"],
+                    "max_results": 2,
+                },
+            )
+        )
+        assert [r["info"]["run_name"] for r in page["runs"]] == ["r2", "r1"]
+        assert page["runs"][0]["data"]["metrics"] == [
+            {"key": "acc", "value": 2.3, "timestamp": 3, "step": 3}
+        ]
+        params = {"run_id": run_ids[0], "metric_key": "acc", "max_results": 3}
+        first = ok(api.get(f"{A}/metrics/get-history", params=params))
+        rest = ok(
+            api.get(
+                f"{A}/metrics/get-history",
+                params={**params, "page_token": first["next_page_token"]},
+            )
+        )
+        assert [m["step"] for m in first["metrics"] + rest["metrics"]] == [0, 1, 2, 3]
 
 
 def test_metrics_relogged_with_a_model_id_are_not_duplicated(api, server_state):
