@@ -88,8 +88,11 @@ def logged_model_of(source: str) -> str | None:
     return None
 
 
-def model_version_json(version: Any) -> dict[str, Any]:
-    """MLflow's ``ModelVersion`` message (version as a string, stage and status as names)."""
+def model_version_json(version: Any, state: ServerState) -> dict[str, Any]:
+    """MLflow's ``ModelVersion`` message (version as a string, stage and status as names),
+    with what modelpack's own client needs to verify a load (MLflow's clients ignore fields
+    they do not know): ``modelpack_model_id`` and ``manifest_sha256``, the package's record,
+    and ``storage_location`` as clients see it."""
     out: dict[str, Any] = {
         "name": version.name,
         "version": str(version.version),
@@ -110,17 +113,20 @@ def model_version_json(version: Any) -> dict[str, Any]:
     model_id = logged_model_of(version.source)
     if model_id is not None:
         out["model_id"] = model_id
+    out["modelpack_model_id"] = version.model_id
+    out["manifest_sha256"] = version.manifest_sha256
+    out["storage_location"] = state.public_uri(version.storage_location)
     return out
 
 
-def registered_model_json(model: Any) -> dict[str, Any]:
+def registered_model_json(model: Any, state: ServerState) -> dict[str, Any]:
     """MLflow's ``RegisteredModel`` message."""
     return {
         "name": model.name,
         "creation_timestamp": model.creation_timestamp,
         "last_updated_timestamp": model.last_updated_timestamp,
         "description": model.description,
-        "latest_versions": [model_version_json(v) for v in model.latest_versions],
+        "latest_versions": [model_version_json(v, state) for v in model.latest_versions],
         "tags": _tags(model.tags),
         "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(model.aliases.items())],
     }
@@ -510,7 +516,7 @@ def create_registered_model(call: Call) -> dict[str, Any]:
         _name(call), _pairs(call, "tags"), optional_text(call.params, "description")
     )
     auth.record_creator(call, "registered_model", model.name)
-    return {"registered_model": registered_model_json(model)}
+    return {"registered_model": registered_model_json(model, call.state)}
 
 
 def rename_registered_model(call: Call) -> dict[str, Any]:
@@ -520,7 +526,7 @@ def rename_registered_model(call: Call) -> dict[str, Any]:
         _name(call), text(call.params, "new_name"), call.user
     )
     auth.rename_resource(call, "registered_model", _name(call), model.name)
-    return {"registered_model": registered_model_json(model)}
+    return {"registered_model": registered_model_json(model, call.state)}
 
 
 def update_registered_model(call: Call) -> dict[str, Any]:
@@ -532,7 +538,7 @@ def update_registered_model(call: Call) -> dict[str, Any]:
         model = store.update_registered_model(
             _name(call), optional_text(call.params, "description") or ""
         )
-    return {"registered_model": registered_model_json(model)}
+    return {"registered_model": registered_model_json(model, call.state)}
 
 
 def delete_registered_model(call: Call) -> dict[str, Any]:
@@ -548,11 +554,8 @@ def delete_registered_model(call: Call) -> dict[str, Any]:
 
 
 def get_registered_model(call: Call) -> dict[str, Any]:
-    return {
-        "registered_model": registered_model_json(
-            call.state.store.get_registered_model(_name(call))
-        )
-    }
+    model = call.state.store.get_registered_model(_name(call))
+    return {"registered_model": registered_model_json(model, call.state)}
 
 
 def _order(call: Call) -> list[str]:
@@ -570,7 +573,8 @@ def search_registered_models(call: Call) -> dict[str, Any]:
     allowed = _readable(call)
     if allowed is not None:
         models = [m for m in models if m.name in allowed]
-    out: dict[str, Any] = {"registered_models": [registered_model_json(m) for m in models]}
+    shown = [registered_model_json(m, call.state) for m in models]
+    out: dict[str, Any] = {"registered_models": shown}
     if token:
         out["next_page_token"] = token
     return out
@@ -580,7 +584,7 @@ def get_latest_versions(call: Call) -> dict[str, Any]:
     versions = call.state.store.get_latest_versions(
         _name(call), strings(call.params, "stages") or None
     )
-    return {"model_versions": [model_version_json(v) for v in versions]}
+    return {"model_versions": [model_version_json(v, call.state) for v in versions]}
 
 
 def set_registered_model_tag(call: Call) -> dict[str, Any]:
@@ -611,7 +615,7 @@ def delete_alias(call: Call) -> dict[str, Any]:
 
 def get_by_alias(call: Call) -> dict[str, Any]:
     version = call.state.store.get_model_version_by_alias(_name(call), text(call.params, "alias"))
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def create_model_version(call: Call) -> dict[str, Any]:
@@ -633,7 +637,7 @@ def create_model_version(call: Call) -> dict[str, Any]:
     )
     if new:  # this registration created the model: its creator manages it
         auth.record_creator(call, "registered_model", version.name)
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def update_model_version(call: Call) -> dict[str, Any]:
@@ -643,7 +647,7 @@ def update_model_version(call: Call) -> dict[str, Any]:
         version = store.get_model_version(_name(call), _version(call))
     else:
         version = store.update_model_version(_name(call), _version(call), description or "")
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def transition_stage(call: Call) -> dict[str, Any]:
@@ -660,7 +664,7 @@ def transition_stage(call: Call) -> dict[str, Any]:
         comment=optional_text(call.params, "comment"),
         user_id=call.user,
     )
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def delete_model_version(call: Call) -> dict[str, Any]:
@@ -674,7 +678,7 @@ def delete_model_version(call: Call) -> dict[str, Any]:
 
 def get_model_version(call: Call) -> dict[str, Any]:
     version = call.state.store.get_model_version(_name(call), _version(call))
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def search_model_versions(call: Call) -> dict[str, Any]:
@@ -703,7 +707,7 @@ def search_model_versions(call: Call) -> dict[str, Any]:
     allowed = _readable(call)
     if allowed is not None:
         found = [v for v in found if v.name in allowed]
-    out: dict[str, Any] = {"model_versions": [model_version_json(v) for v in found]}
+    out: dict[str, Any] = {"model_versions": [model_version_json(v, call.state) for v in found]}
     if more is not None:
         out["next_page_token"] = store_search.encode_token(offset)
     return out
@@ -801,12 +805,13 @@ def verify(call: Call) -> dict[str, Any]:
 
 
 def newest(call: Call) -> dict[str, Any]:
-    return {"model_version": model_version_json(call.state.store.get_newest_version(_name(call)))}
+    version = call.state.store.get_newest_version(_name(call))
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def in_stage(call: Call) -> dict[str, Any]:
     version = call.state.store.get_version_in_stage(_name(call), text(call.params, "stage"))
-    return {"model_version": model_version_json(version)}
+    return {"model_version": model_version_json(version, call.state)}
 
 
 def _e(methods: tuple[str, ...], path: str, handler: Any, access: Any, summary: str) -> Endpoint:

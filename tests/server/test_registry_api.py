@@ -120,6 +120,9 @@ def test_mlflow3_flow_logged_model_to_loadable_version(api, server_state, saved_
     assert version["model_id"] == model_id
     assert version["user_id"] == "alice"
     assert version["aliases"] == [] and version["tags"] == []
+    # modelpack's own client verifies a load against the package's record: sent beside.
+    assert len(version["modelpack_model_id"]) == 32 and len(version["manifest_sha256"]) == 64
+    assert version["storage_location"].startswith("mlflow-artifacts:/registry/")
 
     uri = ok(api.get(f"{MV}/get-download-uri", params={"name": "Churn", "version": "1"}))[
         "artifact_uri"
