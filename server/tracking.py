@@ -11,24 +11,44 @@ chooses where the server writes: an ``artifact_location`` must lie under the ser
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from modelpack.entities import Dataset, DatasetInput, InputTag, Metric, now_ms
+from modelpack.entities import Metric, now_ms
 from modelpack.errors import FormatError, InvalidArgument, NotFound
 from modelpack.paths import check_length, check_relative
 from modelpack.server.endpoints import LOGIN, Call, Endpoint, on_experiment
 from modelpack.server.state import DEFAULT_ID, PROXY_SCHEME
 from modelpack.server.tracking_json import (
+    INT64,
+    MAX_BATCH_ITEMS,
+    MAX_BATCH_METRICS,
+    MAX_BATCH_PARAMS,
+    MAX_BATCH_TAGS,
     OUTPUTS_TAG,
     PARENT_TAG,
     RUN_NAME_TAG,
+    bad,
+    check_batch_sizes,
     experiment_json,
+    in_item,
     metric_json,
+    read_artifact_path,
+    read_dataset_input,
+    read_hex,
+    read_idempotency_key,
+    read_int64,
+    read_max_results,
+    read_metric,
+    read_pairs,
+    read_status,
+    read_value,
+    read_view,
     run_info_json,
     runs_json,
+    sampled_steps,
 )
 from modelpack.server.wire import (
     ApiError,
@@ -42,19 +62,10 @@ from modelpack.server.wire import (
 
 __all__ = ["ENDPOINTS", "LIMITS"]
 
-INVALID = "INVALID_PARAMETER_VALUE"
-INT64 = (-(2**63), 2**63 - 1)
-
-# MLflow's limits (mlflow/utils/validation.py): a client that splits batches by them works.
-MAX_BATCH_METRICS = 1000
-MAX_BATCH_PARAMS = 100
-MAX_BATCH_TAGS = 100
-MAX_BATCH_ITEMS = 1000
 MAX_SEARCH_RESULTS = 50_000  # MLflow's servers are "guaranteed to support" this many a page
 MAX_HISTORY_RESULTS = 25_000  # what MLflow's client asks for a page of metric history
 MAX_BULK_RUNS = 100  # get-history-bulk-interval
 MAX_BULK_RESULTS = 2500  # points a run in get-history-bulk-interval (MLflow's)
-MAX_IDEMPOTENCY_KEY = 64
 LIST_PAGE = 10_000  # entries of an artifact listing a page (MLflow's has no pages)
 LIMITS = {
     "log_batch_metrics": MAX_BATCH_METRICS,
@@ -66,17 +77,11 @@ LIMITS = {
 }
 LOG_MODEL_TAG = "mlflow.log-model.history"  # where MLflow keeps runs/log-model's models
 _LOG_MODEL_FIELDS = ("artifact_path", "flavors", "utc_time_created", "run_id")
-_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")  # MLflow's 1..5
-_VIEWS = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # Folders under the artifact root that the store owns; no experiment may be placed there.
 # (server/artifacts.py's REGISTRY and UPLOADS, and room for more.)
 _RESERVED_FOLDERS = frozenset({"registry", "uploads", "models", "tmp"})
-
-
-def _bad(message: str) -> ApiError:
-    return ApiError(INVALID, message)
 
 
 # ---------------------------------------------------------------------- reading fields
@@ -88,106 +93,6 @@ def _run_id(call: Call) -> str:
 
 def _experiment_id(call: Call, key: str = "experiment_id") -> str:
     return call.state.experiment_in(text(call.params, key))
-
-
-def _int64(params: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
-    return integer(params, key, default, low=INT64[0], high=INT64[1])
-
-
-def _value(params: Mapping[str, Any], key: str) -> str:
-    """A required string that may be empty (a param's or tag's value)."""
-    if key not in params or params[key] is None:
-        raise _bad(f"Missing value for required parameter '{key}'.")
-    return optional_text(params, key) or ""
-
-
-def _pairs(params: Mapping[str, Any], field: str) -> list[tuple[str, str]]:
-    """A repeated ``{key, value}`` field (tags, params) as (key, value) pairs, in order."""
-    out = []
-    for i, item in enumerate(objects(params, field)):
-        key, value = item.get("key"), item.get("value", "")
-        if not isinstance(key, str) or not key:
-            raise _bad(f"Invalid {field}[{i}]: 'key' must be a non-empty string, got {key!r:.60}.")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise _bad(
-                f"Invalid {field}[{i}] ({key!r:.60}): 'value' must be a string, got "
-                f"{value!r:.60}; send numbers as text, as MLflow's client does."
-            )
-        out.append((key, value))
-    return out
-
-
-def _in_item(field: str, i: int, read: Callable[[], Any]) -> Any:
-    """``read()``, its error naming the item (``metrics[3]: ...``)."""
-    try:
-        return read()
-    except ApiError as exc:
-        raise ApiError(exc.code, f"Invalid {field}[{i}]: {exc.message}") from None
-
-
-def _metric(item: Mapping[str, Any], field: str, i: int, stamp: int) -> Metric:
-    key = item.get("key")
-    if not isinstance(key, str) or not key:
-        raise _bad(f"Invalid {field}[{i}]: 'key' must be a non-empty string, got {key!r:.60}.")
-    value = _in_item(field, i, lambda: number(item, "value"))
-    timestamp = _in_item(field, i, lambda: _int64(item, "timestamp", stamp))
-    step = _in_item(field, i, lambda: _int64(item, "step", 0))
-    return Metric(key, value, timestamp, step)
-
-
-def _idempotency_key(params: Mapping[str, Any]) -> str | None:
-    key = optional_text(params, "idempotency_key")
-    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
-        raise _bad(
-            f"Invalid value for parameter 'idempotency_key': {len(key)} characters, the limit "
-            f"is {MAX_IDEMPOTENCY_KEY} (a uuid4 hex is 32)."
-        )
-    return key
-
-
-def _max_results(params: Mapping[str, Any], default: int, cap: int) -> int:
-    value = integer(params, "max_results", default, low=1)
-    assert value is not None
-    if value > cap:
-        raise _bad(
-            f"Invalid value {value} for parameter 'max_results': this server returns at most "
-            f"{cap} a page; pass a smaller max_results and follow next_page_token."
-        )
-    return value
-
-
-def _view(params: Mapping[str, Any], key: str) -> str:
-    value = params.get(key)
-    if isinstance(value, list):
-        value = value[-1] if value else None
-    if value is None or value == "":
-        return "ACTIVE_ONLY"
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str):
-        name = _VIEWS.get(value, value.upper())
-        if name in _VIEWS.values():
-            return name
-    raise _bad(
-        f"Invalid value {value!r:.60} for parameter '{key}': expected ACTIVE_ONLY, "
-        f"DELETED_ONLY or ALL."
-    )
-
-
-def _status(params: Mapping[str, Any]) -> str | None:
-    value = params.get("status")
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(_STATUSES):
-        return _STATUSES[value - 1]
-    if isinstance(value, str) and value.upper() in _STATUSES:
-        return value.upper()
-    raise _bad(
-        f"Invalid value {value!r:.60} for parameter 'status': expected one of "
-        f"{', '.join(_STATUSES)}."
-    )
 
 
 def _paged(out: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -246,7 +151,7 @@ def _stored_location(call: Call, location: str) -> str:
     elif location.startswith(root + "/"):
         rest = location[len(root) + 1 :]
     else:
-        raise _bad(
+        raise bad(
             f"Invalid artifact_location {location!r:.200}: this server keeps every experiment's "
             f"artifacts under its own artifact root. Omit artifact_location (the server picks "
             f"one), or give a path under it as mlflow-artifacts:/<path>."
@@ -256,9 +161,9 @@ def _stored_location(call: Call, location: str) -> str:
         check_relative(rest, "artifact_location")
         check_length(rest, "artifact_location")
     except FormatError as exc:
-        raise _bad(f"Invalid artifact_location: {exc}") from None
+        raise bad(f"Invalid artifact_location: {exc}") from None
     if rest.split("/", 1)[0] in _RESERVED_FOLDERS:
-        raise _bad(
+        raise bad(
             f"Invalid artifact_location {location!r:.200}: {rest.split('/', 1)[0]!r} under the "
             f"artifact root belongs to the server; choose another folder."
         )
@@ -289,7 +194,7 @@ def _check_apart(call: Call, stored: str, location: str) -> None:
             .limit(1)
         ).first()
     if clash is not None:
-        raise _bad(
+        raise bad(
             f"Invalid artifact_location {location!r:.200}: it overlaps the artifact location "
             f"of experiment {clash.name!r}. Choose a folder of its own, or omit "
             f"artifact_location."
@@ -299,7 +204,7 @@ def _check_apart(call: Call, stored: str, location: str) -> None:
 def create_experiment(call: Call) -> dict[str, Any]:
     name = text(call.params, "name")
     location = optional_text(call.params, "artifact_location")
-    tags = dict(_pairs(call.params, "tags"))
+    tags = dict(read_pairs(call.params, "tags"))
     stored = _stored_location(call, location) if location else None
     experiment_id = call.state.store.create_experiment(name, stored, tags)
     return {"experiment_id": call.state.experiment_out(experiment_id)}
@@ -320,8 +225,8 @@ def get_experiment_by_name(call: Call) -> dict[str, Any]:
 
 def search_experiments(call: Call) -> dict[str, Any]:
     params = call.params
-    max_results = _max_results(params, 1000, MAX_SEARCH_RESULTS)
-    view = _view(params, "view_type")
+    max_results = read_max_results(params, 1000, MAX_SEARCH_RESULTS)
+    view = read_view(params, "view_type")
     filter_string = optional_text(params, "filter") or ""
     readable = _readable(call)
     if readable is not None:
@@ -345,7 +250,7 @@ def search_experiments(call: Call) -> dict[str, Any]:
 
 def _not_default(call: Call, experiment_id: str, what: str) -> None:
     if experiment_id == call.state.default_experiment_id:
-        raise _bad(
+        raise bad(
             f"The experiment 'Default' (id \"0\") cannot be {what}: MLflow's clients log to it "
             f"when no experiment is set. Create an experiment of your own instead."
         )
@@ -376,7 +281,7 @@ def restore_experiment(call: Call) -> dict[str, Any]:
 
 def set_experiment_tag(call: Call) -> dict[str, Any]:
     key = text(call.params, "key")
-    call.state.store.set_experiment_tag(_experiment_id(call), key, _value(call.params, "value"))
+    call.state.store.set_experiment_tag(_experiment_id(call), key, read_value(call.params, "value"))
     return {}
 
 
@@ -396,7 +301,7 @@ def create_run(call: Call) -> dict[str, Any]:
     params = call.params
     store = call.state.store
     experiment_id = call.state.experiment_in(optional_text(params, "experiment_id") or DEFAULT_ID)
-    tags = dict(_pairs(params, "tags"))
+    tags = dict(read_pairs(params, "tags"))
     # MLflow keeps the name as a tag too; here it is the run's name, shown as the tag.
     tag_name = tags.pop(RUN_NAME_TAG, None)
     run_name = optional_text(params, "run_name") or tag_name
@@ -409,7 +314,7 @@ def create_run(call: Call) -> dict[str, Any]:
         try:
             store.get_run_experiment_id(parent)
         except (NotFound, InvalidArgument):
-            raise _bad(
+            raise bad(
                 f"Invalid parent run {parent!r:.80} (tag {PARENT_TAG}): no run has that id."
             ) from None
     run = store.create_run(
@@ -430,12 +335,12 @@ def get_run(call: Call) -> dict[str, Any]:
 def update_run(call: Call) -> dict[str, Any]:
     params = call.params
     run_id = _run_id(call)
-    status = _status(params)
+    status = read_status(params)
     end_time = integer(params, "end_time", low=0, high=INT64[1])
     run_name = optional_text(params, "run_name")
     store = call.state.store
     if store.get_run(run_id).info.lifecycle_stage != "active":
-        raise _bad(f"Run {run_id!r} is deleted; restore it before updating it.")
+        raise bad(f"Run {run_id!r} is deleted; restore it before updating it.")
     store.update_run(run_id, status=status, end_time=end_time, run_name=run_name)
     return {"run_info": run_info_json(call.state, store.get_run(run_id).info)}
 
@@ -477,8 +382,8 @@ def log_metric(call: Call) -> dict[str, Any]:
     metric = Metric(
         text(params, "key"),
         number(params, "value"),
-        _int64(params, "timestamp", now_ms()),
-        _int64(params, "step", 0),
+        read_int64(params, "timestamp", now_ms()),
+        read_int64(params, "step", 0),
     )
     points = _new_points(call, run_id, [metric], {metric.key} if params.get("model_id") else set())
     if points or not params.get("model_id"):
@@ -488,7 +393,7 @@ def log_metric(call: Call) -> dict[str, Any]:
 
 def log_param(call: Call) -> dict[str, Any]:
     key = text(call.params, "key")
-    call.state.store.log_batch(_run_id(call), params={key: _value(call.params, "value")})
+    call.state.store.log_batch(_run_id(call), params={key: read_value(call.params, "value")})
     return {}
 
 
@@ -499,15 +404,15 @@ def _rename_by_tag(call: Call, run_id: str, name: str) -> None:
 
     info = call.state.store.get_run(run_id).info
     if info.lifecycle_stage != "active":
-        raise _bad(f"Run {run_id!r} is deleted; restore it before logging to it.")
+        raise bad(f"Run {run_id!r} is deleted; restore it before logging to it.")
     if info.status != "RUNNING":
-        raise _bad(ended_message(run_id, info.status))
+        raise bad(ended_message(run_id, info.status))
     call.state.store.update_run(run_id, run_name=name)
 
 
 def set_tag(call: Call) -> dict[str, Any]:
     key = text(call.params, "key")
-    run_id, value = _run_id(call), _value(call.params, "value")
+    run_id, value = _run_id(call), read_value(call.params, "value")
     if key == RUN_NAME_TAG:
         _rename_by_tag(call, run_id, value)
     else:
@@ -520,43 +425,24 @@ def delete_tag(call: Call) -> dict[str, Any]:
     return {}
 
 
-def _check_batch_sizes(metrics: list, params: list, tags: list) -> None:
-    for items, limit, what in (
-        (metrics, MAX_BATCH_METRICS, "metrics"),
-        (params, MAX_BATCH_PARAMS, "params"),
-        (tags, MAX_BATCH_TAGS, "tags"),
-    ):
-        if len(items) > limit:
-            raise _bad(
-                f"A batch logging request can contain at most {limit} {what}. Got "
-                f"{len(items)} {what}. Split the {what} across several requests."
-            )
-    total = len(metrics) + len(params) + len(tags)
-    if total > MAX_BATCH_ITEMS:
-        raise _bad(
-            f"A batch logging request can contain at most {MAX_BATCH_ITEMS} metrics, params "
-            f"and tags in total. Got {total} in total. Split them across several requests."
-        )
-
-
 def log_batch(call: Call) -> dict[str, Any]:
     params = call.params
     run_id = _run_id(call)
     raw_metrics = objects(params, "metrics")
     raw_params = objects(params, "params")
     raw_tags = objects(params, "tags")
-    _check_batch_sizes(raw_metrics, raw_params, raw_tags)
-    key = _idempotency_key(params)
+    check_batch_sizes(raw_metrics, raw_params, raw_tags)
+    key = read_idempotency_key(params)
     stamp = now_ms()
-    points = [_metric(item, "metrics", i, stamp) for i, item in enumerate(raw_metrics)]
+    points = [read_metric(item, "metrics", i, stamp) for i, item in enumerate(raw_metrics)]
     values: dict[str, str] = {}
-    for name, value in _pairs(params, "params"):
+    for name, value in read_pairs(params, "params"):
         if values.setdefault(name, value) != value:
-            raise _bad(
+            raise bad(
                 f"Duplicate param key {name!r} in one batch, with the values {values[name]!r} "
                 f"and {value!r}: send one value per param key."
             )
-    tags = dict(_pairs(params, "tags"))
+    tags = dict(read_pairs(params, "tags"))
     new_name = tags.pop(RUN_NAME_TAG, None)
     again = {item["key"] for item in raw_metrics if item.get("model_id")}
     if again:
@@ -579,8 +465,8 @@ def search_runs(call: Call) -> dict[str, Any]:
     readable = _readable(call)
     if readable is not None:
         ids = [i for i in ids if i in readable]
-    max_results = _max_results(params, 1000, MAX_SEARCH_RESULTS)
-    view = _view(params, "run_view_type")
+    max_results = read_max_results(params, 1000, MAX_SEARCH_RESULTS)
+    view = read_view(params, "run_view_type")
     order_by = strings(params, "order_by")
     token = optional_text(params, "page_token")
     if not ids:
@@ -598,7 +484,7 @@ def search_runs(call: Call) -> dict[str, Any]:
 
 def get_metric_history(call: Call) -> dict[str, Any]:
     params = call.params
-    max_results = _max_results(params, MAX_HISTORY_RESULTS, MAX_HISTORY_RESULTS)
+    max_results = read_max_results(params, MAX_HISTORY_RESULTS, MAX_HISTORY_RESULTS)
     metrics, token = call.state.store.get_metric_history_page(
         _run_id(call),
         text(params, "metric_key"),
@@ -608,37 +494,23 @@ def get_metric_history(call: Call) -> dict[str, Any]:
     return _paged({"metrics": [metric_json(m) for m in metrics]}, token)
 
 
-def _sampled_steps(start: int, end: int, max_results: int, steps: list[int]) -> set[int]:
-    """MLflow's sampling of the logged steps in [start, end]: ``max_results`` of them evenly
-    spread, and the last one (``steps`` sorted)."""
-    import bisect
-
-    lo, hi = bisect.bisect_left(steps, start), bisect.bisect_right(steps, end)
-    if hi - lo <= max_results:
-        return set(steps[lo:hi])
-    interval = (hi - lo) / max_results
-    picked = {steps[lo + int(i * interval)] for i in range(max_results)}
-    picked.add(steps[hi - 1])
-    return picked
-
-
 def get_metric_history_bulk_interval(call: Call) -> dict[str, Any]:
     params = call.params
     run_ids = strings(params, "run_ids")
     if not run_ids:
-        raise _bad("Missing value for required parameter 'run_ids'.")
+        raise bad("Missing value for required parameter 'run_ids'.")
     if len(run_ids) > MAX_BULK_RUNS:
-        raise _bad(
+        raise bad(
             f"Invalid value for parameter 'run_ids': {len(run_ids)} runs, the most one request "
             f"takes is {MAX_BULK_RUNS}."
         )
     key = text(params, "metric_key")
-    start, end = _int64(params, "start_step"), _int64(params, "end_step")
+    start, end = read_int64(params, "start_step"), read_int64(params, "end_step")
     if (start is None) != (end is None):
-        raise _bad("If either start_step or end_step is given, both must be.")
+        raise bad("If either start_step or end_step is given, both must be.")
     if start is not None and end is not None and start > end:
-        raise _bad(f"end_step must be at least start_step; got start_step={start}, end_step={end}.")
-    max_results = _max_results(params, MAX_BULK_RESULTS, MAX_BULK_RESULTS)
+        raise bad(f"end_step must be at least start_step; got start_step={start}, end_step={end}.")
+    max_results = read_max_results(params, MAX_BULK_RESULTS, MAX_BULK_RESULTS)
     store = call.state.store
     readable = _readable(call)
     histories = {}
@@ -653,7 +525,7 @@ def get_metric_history_bulk_interval(call: Call) -> dict[str, Any]:
     if start is None or end is None:
         start, end = 0, (all_steps[-1] if all_steps else 0)
     edges = {s for h in histories.values() if h for s in (h[0].step, h[-1].step)}
-    wanted = _sampled_steps(start, end, max_results, all_steps) | {
+    wanted = sampled_steps(start, end, max_results, all_steps) | {
         s for s in edges if start <= s <= end
     }
     out = []
@@ -675,7 +547,7 @@ def list_artifacts(call: Call) -> dict[str, Any]:
             check_relative(path, "path")
             check_length(path, "path")
         except FormatError as exc:
-            raise _bad(f"Invalid value for parameter 'path': {exc}") from None
+            raise bad(f"Invalid value for parameter 'path': {exc}") from None
     entries = artifact_store(run.info.artifact_uri).list(path or "")
     offset = decode_token(optional_text(params, "page_token"))
     page = entries[offset : offset + LIST_PAGE]
@@ -690,33 +562,12 @@ def list_artifacts(call: Call) -> dict[str, Any]:
     return _paged(out, encode_token(offset + LIST_PAGE) if more else None)
 
 
-def _dataset_input(item: Mapping[str, Any], i: int) -> DatasetInput:
-    dataset = item.get("dataset")
-    if not isinstance(dataset, dict):
-        raise _bad(f"Invalid datasets[{i}]: 'dataset' must be an object.")
-    fields: dict[str, str | None] = {}
-    for name in ("name", "digest", "source_type", "source", "schema", "profile"):
-        value = dataset.get(name)
-        required = name in ("name", "digest", "source_type", "source")
-        if value is None and not required:
-            fields[name] = None
-            continue
-        if not isinstance(value, str) or (required and not value):
-            raise _bad(
-                f"Invalid datasets[{i}].dataset: '{name}' must be a "
-                f"{'non-empty ' if required else ''}string, got {value!r:.60}."
-            )
-        fields[name] = value
-    tags = tuple(InputTag(k, v) for k, v in _in_item("datasets", i, lambda: _pairs(item, "tags")))
-    return DatasetInput(Dataset(**fields), tags)  # type: ignore[arg-type]
-
-
 def log_inputs(call: Call) -> dict[str, Any]:
     run_id = _run_id(call)
-    datasets = [_dataset_input(d, i) for i, d in enumerate(objects(call.params, "datasets"))]
+    datasets = [read_dataset_input(d, i) for i, d in enumerate(objects(call.params, "datasets"))]
     for i, model in enumerate(objects(call.params, "models")):  # accepted: nothing to store
         if not isinstance(model.get("model_id"), str) or not model["model_id"]:
-            raise _bad(f"Invalid models[{i}]: 'model_id' must be a non-empty string.")
+            raise bad(f"Invalid models[{i}]: 'model_id' must be a non-empty string.")
     if datasets:
         call.state.store.log_inputs(run_id, datasets)
     else:
@@ -733,8 +584,8 @@ def log_outputs(call: Call) -> dict[str, Any]:
     for i, model in enumerate(objects(call.params, "models")):
         model_id = model.get("model_id")
         if not isinstance(model_id, str) or not model_id:
-            raise _bad(f"Invalid models[{i}]: 'model_id' must be a non-empty string.")
-        step = _in_item("models", i, lambda m=model: _int64(m, "step", 0))
+            raise bad(f"Invalid models[{i}]: 'model_id' must be a non-empty string.")
+        step = in_item("models", i, lambda m=model: read_int64(m, "step", 0))
         new.append({"model_id": model_id, "step": step})
     store = call.state.store
     run = store.get_run(run_id)
@@ -759,12 +610,12 @@ def log_model(call: Call) -> dict[str, Any]:
     try:
         model = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _bad(f"Invalid value for parameter 'model_json': not JSON ({exc}).") from None
+        raise bad(f"Invalid value for parameter 'model_json': not JSON ({exc}).") from None
     if not isinstance(model, dict):
-        raise _bad("Invalid value for parameter 'model_json': expected a JSON object.")
+        raise bad("Invalid value for parameter 'model_json': expected a JSON object.")
     missing = [f for f in _LOG_MODEL_FIELDS if f not in model]
     if missing:
-        raise _bad(f"Model json is missing mandatory fields: {', '.join(missing)}.")
+        raise bad(f"Model json is missing mandatory fields: {', '.join(missing)}.")
     entry = {
         k: model[k]
         for k in ("run_id", "utc_time_created", "artifact_path", "model_uuid")
@@ -772,7 +623,7 @@ def log_model(call: Call) -> dict[str, Any]:
     }
     flavors = model.get("flavors")
     if not isinstance(flavors, dict):
-        raise _bad("Invalid value for parameter 'model_json': 'flavors' must be an object.")
+        raise bad("Invalid value for parameter 'model_json': 'flavors' must be an object.")
     entry["flavors"] = {
         name: {k: v for k, v in conf.items() if k != "config"} if isinstance(conf, dict) else conf
         for name, conf in flavors.items()
@@ -792,35 +643,15 @@ def log_model(call: Call) -> dict[str, Any]:
 # ---------------------------------------------------------------------- modelpack's own
 
 
-def _artifact_path(params: Mapping[str, Any]) -> str:
-    path = text(params, "artifact_path")
-    try:
-        check_relative(path, "artifact_path")
-        check_length(path, "artifact_path")
-    except FormatError as exc:
-        raise _bad(f"Invalid value for parameter 'artifact_path': {exc}") from None
-    return path
-
-
-def _hex(params: Mapping[str, Any], key: str, pattern: re.Pattern[str], size: int) -> str:
-    value = text(params, key)
-    if not pattern.match(value):
-        raise _bad(
-            f"Invalid value {value!r:.80} for parameter '{key}': expected {size} lowercase "
-            f"hexadecimal characters."
-        )
-    return value
-
-
 def record_logged_model(call: Call) -> dict[str, Any]:
     params = call.params
     run_id = _run_id(call)
-    artifact_path = _artifact_path(params)
-    model_id = _hex(params, "model_id", _HEX32, 32)
-    sha = _hex(params, "manifest_sha256", _HEX64, 64)
+    artifact_path = read_artifact_path(params)
+    model_id = read_hex(params, "model_id", _HEX32, 32)
+    sha = read_hex(params, "manifest_sha256", _HEX64, 64)
     flavor = text(params, "flavor")
     if len(flavor) > 64:
-        raise _bad(f"Invalid value for parameter 'flavor': {len(flavor)} characters, limit 64.")
+        raise bad(f"Invalid value for parameter 'flavor': {len(flavor)} characters, limit 64.")
     store = call.state.store
     store.get_run_experiment_id(run_id)  # NotFound for an unknown run
     store.record_logged_model(run_id, artifact_path, model_id, sha, flavor)
@@ -829,7 +660,7 @@ def record_logged_model(call: Call) -> dict[str, Any]:
 
 def get_logged_model(call: Call) -> dict[str, Any]:
     run_id = _run_id(call)
-    artifact_path = _artifact_path(call.params)
+    artifact_path = read_artifact_path(call.params)
     store = call.state.store
     store.get_run_experiment_id(run_id)
     row = store.get_logged_model(run_id, artifact_path)
