@@ -97,8 +97,8 @@ def _rank(level: str) -> int:
 
 
 class _Cache:
-    """A small map whose entries expire ``ttl`` seconds after they were put (thread-safe);
-    past ``limit`` entries it starts over rather than grow."""
+    """A small map whose entries expire ``ttl`` seconds after they were put (thread-safe;
+    ``ttl`` may change at any time); past ``limit`` entries it starts over rather than grow."""
 
     def __init__(self, ttl: float, limit: int = 10_000) -> None:
         self.ttl, self.limit = ttl, limit
@@ -109,13 +109,13 @@ class _Cache:
         now = time.monotonic()
         with self._lock:
             found = self._data.get(key)
-        if found is not None and found[0] > now:
+        if found is not None and now - found[0] < self.ttl:
             return found[1]
         value = make()
         with self._lock:
             if len(self._data) >= self.limit:
                 self._data.clear()
-            self._data[key] = (now + self.ttl, value)
+            self._data[key] = (now, value)
         return value
 
     def clear(self) -> None:
@@ -132,6 +132,7 @@ class Authorizer:
         self._tokens = _Cache(TOKEN_TTL_S)
         self._levels = _Cache(PERMISSION_TTL_S)
         self._readable = _Cache(PERMISSION_TTL_S)
+        self.touch_every = TOUCH_EVERY_S
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}  # token id -> when its last use was written
         self._due: set[str] = set()
@@ -202,7 +203,7 @@ class Authorizer:
         now = time.monotonic()
         with self._lock:
             last = self._touched.get(token_id)
-            if last is None or now - last >= TOUCH_EVERY_S:
+            if last is None or now - last >= self.touch_every:
                 self._touched[token_id] = now
                 self._due.add(token_id)
 
@@ -216,7 +217,9 @@ class Authorizer:
 
         for token_id in sorted(due):
             try:
-                store_auth.touch_token(self.state.store, token_id, now_ms())
+                store_auth.touch_token(
+                    self.state.store, token_id, now_ms(), round(self.touch_every * 1000)
+                )
             except Exception as exc:  # noqa: BLE001 - a busy store must not fail the request
                 log.warning("could not record the use of token %s: %s", token_id, exc)
 

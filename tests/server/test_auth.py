@@ -447,3 +447,38 @@ def test_searches_show_only_what_the_caller_may_read(real):
     assert models("alice") == ["A", "B"] and models("bob") == [] and models("root") == ["A", "B"]
     assert experiment_ids("bob") == [experiments[1]]
     assert experiment_ids("root") == sorted(["0", *experiments])
+
+
+def test_steady_state_requests_cost_no_query_and_the_cache_window_bounds_a_revoke(server):
+    import sqlalchemy as sa
+
+    authorizer = server.state.auth
+    for cache in (authorizer._tokens, authorizer._levels, authorizer._readable):
+        cache.ttl = 3600.0  # no expiry during the test, however slow the machine
+    authorizer.touch_every = 3600.0
+    alice = server.token("alice", "editor")
+    experiment = server.call("POST", "/t/experiments/create", alice, json={"name": "e"}).json()
+    params = {"experiment_id": experiment["experiment_id"]}
+    server.call("POST", "/t/experiments/write", alice, json=params).raise_for_status()  # warm
+    server.call("GET", "/t/search", alice).raise_for_status()
+    statements = []
+    engine = server.state.store.engine
+
+    def count(*args):
+        statements.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert server.call("POST", "/t/experiments/write", alice, json=params).is_success
+            assert server.call("GET", "/t/search", alice).is_success
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert [s[:70] for s in statements] == []
+    token = store_auth.find_token(server.state.store, alice)
+    assert token.last_used_time is not None  # written once, on first use
+
+    store_auth.revoke_token(server.state.store, token.token_id)  # as the CLI does, elsewhere
+    assert server.call("POST", "/t/whoami", alice).is_success  # cached: within the window
+    authorizer._tokens.ttl = 0.0  # the window has passed
+    assert server.call("POST", "/t/whoami", alice).status_code == 401
