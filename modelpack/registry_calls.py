@@ -4,6 +4,7 @@ aliases, tags; mixed into ``Client``, which supplies ``store``, ``artifact_root`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from modelpack import resolution, uris
 from modelpack.entities import HistoryRecord, ModelVersion, PagedList, RegisteredModel, Run
 from modelpack.errors import InvalidArgument, NotFound
 from modelpack.run_context import current_user
+from modelpack.store import is_remote
 
 if TYPE_CHECKING:
     from modelpack.store.sql import SqlStore
@@ -54,6 +56,8 @@ class RegistryCalls:
         from modelpack.store.validation import name as check_name
 
         check_name(name, "Registered model name")
+        if is_remote(self.store):
+            return self._register_remote(model_uri, name, tags, description, run_id)
         source, recorded = resolution.resolve_recorded(model_uri, self)
         # The hash recorded is that of the very bytes checked and parsed here: a manifest
         # swapped in after this check hashes differently, and no load of the version accepts it.
@@ -97,6 +101,59 @@ class RegistryCalls:
             if marker is not None:
                 marker.unlink(missing_ok=True)
 
+    def _register_remote(
+        self,
+        model_uri: str,
+        name: str,
+        tags: Mapping[str, Any] | None,
+        description: str | None,
+        run_id: str | None,
+    ) -> ModelVersion:
+        """``register_model`` on a ``modelpack server``: the server copies the package into its
+        registry storage and verifies it. A ``runs:/`` URI (of a run on that server) or an
+        artifact of the server's is sent as the source; anything else (a folder, ``s3://``, a
+        version of ``models:/``) is resolved here, verified, and uploaded through the proxy to
+        ``uploads/<uuid>`` first, and the upload is removed if the registration fails."""
+        from modelpack.artifacts import artifact_store
+        from modelpack.integrity import verify_files
+        from modelpack.manifest import MANIFEST_NAME, parse_manifest, read_manifest_bytes
+
+        store = self.store
+        parsed = uris.parse(model_uri) if not _on_server(store, model_uri) else None
+        if parsed is None or isinstance(parsed, uris.RunURI):
+            if run_id is None and isinstance(parsed, uris.RunURI):
+                run_id = parsed.run_id
+            return store.create_model_version(
+                name,
+                source=model_uri,
+                run_id=run_id,
+                user_id=current_user(),
+                tags=tags,
+                description=description,
+            )
+        local, _ = resolution.resolve_recorded(model_uri, self)  # checked against its record
+        data = read_manifest_bytes(local)
+        manifest = parse_manifest(data, local / MANIFEST_NAME)
+        verify_files(local, manifest.files)  # a damaged package is named before it is sent
+        if run_id is None:
+            run_id = (manifest.source or {}).get("run_id")
+        folder = uuid.uuid4().hex
+        uploads = artifact_store(store.local_uri(f"{store.PROXY_SCHEME}/uploads"))
+        uploads.put_dir(local, folder)
+        try:
+            return store.create_model_version(
+                name,
+                source=f"{store.PROXY_SCHEME}/uploads/{folder}",
+                run_id=run_id,
+                user_id=current_user(),
+                tags=tags,
+                description=description,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the server may have removed it already
+                uploads.delete(folder)
+            raise
+
     def create_registered_model(
         self, name: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> RegisteredModel:
@@ -128,6 +185,7 @@ class RegistryCalls:
         return self.store.rename_registered_model(name, new_name, current_user())
 
     def delete_registered_model(self, name: str, force: bool = False) -> None:
+        # A server deletes the storage itself and returns no locations.
         for location in self.store.delete_registered_model(name, current_user(), force=force):
             self._remove_storage(location)
 
@@ -291,7 +349,9 @@ class RegistryCalls:
 
     def delete_model_version(self, name: str, version: int | str, force: bool = False) -> None:
         """Delete a version; refused for one in Production or holding an alias, unless forced."""
-        self._remove_storage(self.store.delete_model_version(name, version, current_user(), force))
+        location = self.store.delete_model_version(name, version, current_user(), force)
+        if location is not None:  # None: a server, which deletes the storage itself
+            self._remove_storage(location)
 
     def get_model_history(self, name: str) -> list[HistoryRecord]:
         return self.store.get_model_history(name)
@@ -308,3 +368,9 @@ class RegistryCalls:
                 f"({self.artifact_root.rstrip('/')}/registry/<id>)."
             )
         artifact_store(self.artifact_root).delete(folder)
+
+
+def _on_server(store: Any, uri: str) -> bool:
+    """Whether ``uri`` names an artifact of the server ``store`` talks to (``mlflow-artifacts:/``
+    or its proxy's URL): the server reads it itself."""
+    return isinstance(uri, str) and store.public_uri(uri).startswith(store.PROXY_SCHEME)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_DIR", "default_artifact_root", "default_tracking_uri"]
+__all__ = ["DEFAULT_DIR", "PROXY_PATH", "default_artifact_root", "default_tracking_uri"]
 
 DEFAULT_DIR = "modelpack-store"
 
@@ -19,9 +19,16 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{Path(DEFAULT_DIR, 'modelpack.db').absolute()}"
 
 
+PROXY_PATH = "/api/2.0/mlflow-artifacts/artifacts"
+
+
 def default_artifact_root(tracking_uri: str) -> str:
     """``MODELPACK_ARTIFACT_ROOT``, else ``artifacts/`` beside an SQLite file (or in
-    ./modelpack-store for other databases)."""
+    ./modelpack-store for other databases); for a ``modelpack server`` (``http(s)://``), its
+    artifact proxy, ``<url>/api/2.0/mlflow-artifacts/artifacts`` (the server decides where
+    runs' artifacts and registered packages go)."""
+    if tracking_uri.lower().startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/") + PROXY_PATH
     root = os.environ.get("MODELPACK_ARTIFACT_ROOT")
     if root:
         return root if "://" in root else str(Path(root).absolute())
