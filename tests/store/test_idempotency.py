@@ -94,3 +94,26 @@ def test_a_malformed_key_is_refused(store, run_id, key):
 def test_an_unknown_run_is_not_found_with_a_key(store):
     with pytest.raises(NotFound, match="No run with id"):
         store.log_batch("0" * 32, metrics=_points(1), idempotency_key="nobody")
+
+
+def test_concurrent_retries_of_one_batch_store_it_once(store, run_id):
+    import threading
+
+    barrier = threading.Barrier(4, timeout=30)
+    errors: list[BaseException] = []
+
+    def send(with_tag: bool) -> None:
+        try:
+            barrier.wait()
+            extra = {"tags": {"t": "v"}} if with_tag else {}
+            store.log_batch(run_id, metrics=_points(5), idempotency_key="race", **extra)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(store.get_metric_history(run_id, "loss")) == 5
