@@ -1,8 +1,9 @@
 """Authentication and authorization: one check for every route.
 
 ``authenticate(headers, path)`` runs for every request before its route (401 ``Unauthenticated``
-unless the path is one of the endpoints marked ``PUBLIC``: /health, /version); ``authorize(call)``
-runs before every handler and checks the endpoint's ``Access`` (403 ``PermissionDenied``).
+unless the path is one of the security layer's ``PUBLIC_PATHS``: /health, /version);
+``authorize(call)`` runs before every handler and checks the endpoint's ``Access`` (403
+``PermissionDenied``).
 
 With ``--auth none`` every caller is ``ANONYMOUS``, an admin, and ``call.user`` is what the
 client says it is. With ``--auth token``:
@@ -32,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +54,7 @@ from modelpack.server.endpoints import (
     on_experiment,
     on_model,
 )
+from modelpack.server.security import PUBLIC_PATHS
 from modelpack.server.wire import optional_text, text
 
 if TYPE_CHECKING:
@@ -136,7 +137,6 @@ class Authorizer:
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}  # token id -> when its last use was written
         self._due: set[str] = set()
-        self._public: tuple[frozenset[str], tuple[re.Pattern[str], ...]] | None = None
 
     # ------------------------------------------------------------------ authentication
 
@@ -180,24 +180,10 @@ class Authorizer:
         return Principal(user=token.user, role=token.role, authenticated=True)
 
     def is_public(self, path: str) -> bool:
-        """Whether ``path`` is one of an endpoint marked ``PUBLIC`` (no token needed)."""
-        if self._public is None:
-            from starlette.routing import compile_path
-
-            from modelpack.server.app import all_endpoints
-
-            exact, patterns = set(), []
-            for endpoint in all_endpoints():
-                if endpoint.access.kind != "public":
-                    continue
-                for candidate in endpoint.paths():
-                    if "{" in candidate:
-                        patterns.append(compile_path(candidate)[0])
-                    else:
-                        exact.add(candidate)
-            self._public = (frozenset(exact), tuple(patterns))
-        exact, patterns = self._public
-        return path in exact or any(p.match(path) for p in patterns)
+        """Whether ``path`` needs no token: the security layer's public paths (/health,
+        /version), which it answers without asking; anything else needs one, whatever an
+        endpoint declares (fail closed)."""
+        return path in PUBLIC_PATHS
 
     def _note_use(self, token_id: str) -> None:
         now = time.monotonic()
