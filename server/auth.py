@@ -287,7 +287,7 @@ class Authorizer:
             rows = store_auth.lookup(self.state.store, user, resource_type, resource_id)
             return store_auth.resolve(rows, user, resource_id)
 
-        return self._levels.get((user, resource_type, resource_id), look)  # type: ignore[no-any-return]
+        return self._levels.get((user, resource_type, resource_id), look)
 
     def readable(self, call: Call, resource_type: str) -> set[str] | None:
         """What the caller may read of ``resource_type`` (stored experiment ids, or model
@@ -474,7 +474,7 @@ def _wire_grant(call: Call, grant: Any) -> dict[str, str]:
 
 
 def _user(call: Call, key: str = "user") -> str:
-    return _store_auth().check_user(text(call.params, key), everyone=True)  # type: ignore[no-any-return]
+    return _store_auth().check_user(text(call.params, key), everyone=True)
 
 
 def create_token_handler(call: Call) -> dict[str, Any]:

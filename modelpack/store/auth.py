@@ -284,11 +284,10 @@ class Grant:
 
 
 def _upsert(conn: sa.Connection, values: Mapping[str, str]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(t.permissions).values(**values)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(t.permissions).values(**values)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["user_name", "resource_type", "resource_id"],
