@@ -40,6 +40,7 @@ BASE = "/mlflow/logged-models"
 # LoggedModelStatus's numbers, for a client that sends the enum as a number.
 _STATUS_NUMBERS = {str(i): name for i, name in enumerate(LOGGED_MODEL_STATUSES, start=1)}
 _MAX_SEARCH = 1000
+SEARCH_FIELDS = "experiment_ids filter datasets max_results order_by page_token"
 
 
 def model_id_of(call: Call) -> str:
@@ -250,6 +251,7 @@ ENDPOINTS = [
         create,
         on_experiment("EDIT", _experiment_of_create),
         "Create a LoggedModel (MLflow 3's log_model), PENDING until finalized.",
+        request_fields=tuple("experiment_id name model_type source_run_id params tags".split()),
     ),
     Endpoint(
         ("POST",),
@@ -257,6 +259,7 @@ ENDPOINTS = [
         search,
         LOGIN,
         "Search the LoggedModels of experiments.",
+        request_fields=tuple(SEARCH_FIELDS.split()),
     ),
     Endpoint(
         ("GET",),
@@ -264,6 +267,7 @@ ENDPOINTS = [
         get,
         on_experiment("READ", _read),
         "Get a LoggedModel.",
+        request_fields=tuple("allow_deleted".split()),
     ),
     Endpoint(
         ("PATCH",),
@@ -271,6 +275,7 @@ ENDPOINTS = [
         finalize,
         on_experiment("EDIT", _read),
         "Finalize a LoggedModel: LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED.",
+        request_fields=tuple("status status_message".split()),
     ),
     Endpoint(
         ("DELETE",),
@@ -278,6 +283,7 @@ ENDPOINTS = [
         delete,
         on_experiment("EDIT", _read),
         "Delete a LoggedModel (its files stay).",
+        request_fields=tuple("".split()),
     ),
     Endpoint(
         ("PATCH",),
@@ -285,6 +291,7 @@ ENDPOINTS = [
         set_tags,
         on_experiment("EDIT", _read),
         "Set tags on a LoggedModel.",
+        request_fields=tuple("tags".split()),
     ),
     Endpoint(
         ("DELETE",),
@@ -292,6 +299,7 @@ ENDPOINTS = [
         delete_tag,
         on_experiment("EDIT", _read),
         "Delete a tag of a LoggedModel.",
+        request_fields=tuple("".split()),
     ),
     Endpoint(
         ("POST",),
@@ -299,6 +307,7 @@ ENDPOINTS = [
         log_params,
         on_experiment("EDIT", _read),
         "Log params of a LoggedModel (immutable once set).",
+        request_fields=tuple("params".split()),
     ),
     Endpoint(
         ("GET",),
@@ -306,5 +315,6 @@ ENDPOINTS = [
         list_artifacts,
         on_experiment("READ", _read),
         "List the files of a LoggedModel.",
+        request_fields=tuple("artifact_directory_path page_token".split()),
     ),
 ]

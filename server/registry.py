@@ -815,8 +815,40 @@ def in_stage(call: Call) -> dict[str, Any]:
 
 
 def _e(methods: tuple[str, ...], path: str, handler: Any, access: Any, summary: str) -> Endpoint:
-    return Endpoint(methods, path, handler, access, summary)
+    return Endpoint(
+        methods, path, handler, access, summary, request_fields=tuple(FIELDS[handler].split())
+    )
 
+
+_V = "name version"
+# The fields each call reads (MLflow's request messages), for the OpenAPI document.
+FIELDS: dict[Any, str] = {
+    create_registered_model: "name tags description",
+    rename_registered_model: "name new_name",
+    update_registered_model: "name description",
+    delete_registered_model: "name force",
+    get_registered_model: "name",
+    search_registered_models: "filter max_results order_by page_token",
+    get_latest_versions: "name stages",
+    set_registered_model_tag: "name key value",
+    delete_registered_model_tag: "name key",
+    set_alias: "name alias version",
+    delete_alias: "name alias",
+    get_by_alias: "name alias",
+    create_model_version: "name source run_id tags run_link description model_id",
+    update_model_version: f"{_V} description",
+    transition_stage: f"{_V} stage archive_existing_versions comment",
+    delete_model_version: f"{_V} force",
+    get_model_version: _V,
+    search_model_versions: "filter max_results order_by page_token",
+    get_download_uri: _V,
+    set_model_version_tag: f"{_V} key value",
+    delete_model_version_tag: f"{_V} key",
+    history: "name",
+    verify: _V,
+    newest: "name",
+    in_stage: "name stage",
+}
 
 READ = on_model("READ", _name)
 EDIT = on_model("EDIT", _name)
