@@ -19,6 +19,7 @@ model (and it is read-only here), anything else an admin.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -37,7 +38,8 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
-from modelpack.artifacts import ArtifactStore, artifact_store
+from modelpack import atomic
+from modelpack.artifacts import ArtifactStore, artifact_store, makedirs
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
 from modelpack.paths import check_length, check_relative
 from modelpack.server.endpoints import (
@@ -57,6 +59,8 @@ log = logging.getLogger("modelpack.server")
 
 ROUTE = "/mlflow-artifacts/artifacts"
 CHUNK = 1024 * 1024  # what a request handler holds of a body at a time
+# In-flight uploads beside their destination: the prefix local stores never list.
+TMP_PREFIX = ".modelpack-tmp-"
 MAX_DEPTH = 64  # folders deep that an artifact path may look for its experiment's location
 
 REGISTRY = "registry"
@@ -259,16 +263,27 @@ async def _in_store(state: Any, action: str, fn: Any, *args: Any) -> Any:
 
 
 async def upload(call: Call) -> Response:
-    """PUT: the body, chunk by chunk, into a temp file; then into the store (atomically)."""
+    """PUT: the body, chunk by chunk, into a temp file, then into the store atomically. On a
+    local root the temp file is beside its destination and renamed into place (a 2 GiB upload
+    is written once); on S3 it is a temp file the store then uploads."""
     path = await _begin(call, "PUT")
     state = call.state
     limit = state.options.max_artifact_bytes
     declared = call.request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
-    staging = await run_in_threadpool(tempfile.mkdtemp, None, "modelpack-upload-")
-    try:
+    store = _store(state.artifact_root)
+    local = await _in_store(state, f"store {path!r}", store.local_path, path)
+    if local is not None:
+        folder = await _in_store(state, f"store {path!r}", _folder_for, local, path)
+        staging = None
+        fd, name = await run_in_threadpool(tempfile.mkstemp, "", TMP_PREFIX, str(folder))
+        await run_in_threadpool(os.close, fd)
+        body = Path(name)
+    else:
+        staging = await run_in_threadpool(tempfile.mkdtemp, None, "modelpack-upload-")
         body = Path(staging, "body")
+    try:
         try:
             size = await _receive(call, body, limit)
         except ClientDisconnect:
@@ -280,10 +295,40 @@ async def upload(call: Call) -> Response:
                 "BAD_REQUEST",
                 f"The upload of {path!r} sent {size} bytes; its Content-Length said {declared}.",
             )
-        await _in_store(state, f"store {path!r}", _store(state.artifact_root).put_file, body, path)
+        if local is not None:
+            await _in_store(state, f"store {path!r}", _publish, store, body, local, path)
+        else:
+            await _in_store(state, f"store {path!r}", store.put_file, body, path)
     finally:
-        await run_in_threadpool(shutil.rmtree, staging, True)
+        if staging is not None:
+            await run_in_threadpool(shutil.rmtree, staging, True)
+        else:
+            await run_in_threadpool(_discard, body)
     return json_response({})
+
+
+def _folder_for(local: Path, path: str) -> Path:
+    """The folder of the checked real path ``local``, made if missing."""
+    if local.is_dir():
+        raise InvalidArgument(f"Artifact path {path!r} is a folder; a file cannot replace it.")
+    try:
+        makedirs(local.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidArgument(f"Artifact path {path!r}: a parent of it is a file.") from None
+    return local.parent
+
+
+def _publish(store: ArtifactStore, body: Path, local: Path, path: str) -> None:
+    """Rename the received ``body`` to ``local``, once the path is checked again (DESIGN.md
+    §9 rule 2: where it is used) and found unchanged."""
+    if store.local_path(path) != local or local.is_dir():
+        raise InvalidArgument(f"Artifact path {path!r} changed while it was being uploaded.")
+    atomic.publish(body, local)
+
+
+def _discard(body: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        body.unlink()
 
 
 async def _receive(call: Call, target: Path, limit: int) -> int:
