@@ -236,8 +236,8 @@ class Authorizer:
                     f"modelpack server token create --user NAME --role admin)."
                 )
             return
-        if access.kind == "permission" and access.resource in _WHAT and access.level in _LEVELS:
-            assert access.locate is not None
+        known = access.resource in _WHAT and access.level in _LEVELS
+        if access.kind == "permission" and known and access.locate is not None:
             self.check(call, access.resource, access.level, access.locate(call))
             return
         raise PermissionDenied(  # fail closed on an Access this check does not know

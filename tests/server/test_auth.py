@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from modelpack.server import auth
 from modelpack.server.app import routes
 from modelpack.server.config import ServerOptions
-from modelpack.server.endpoints import LOGIN, Endpoint, on_experiment, on_model
+from modelpack.server.endpoints import LOGIN, Access, Endpoint, on_experiment, on_model
 from modelpack.server.state import ServerState
 from modelpack.server.wire import text
 from modelpack.store import auth as store_auth
@@ -84,6 +84,9 @@ TEST_ENDPOINTS = [
     Endpoint(("POST",), "/t/models/delete", delete_model, on_model("MANAGE", _model), "delete"),
     Endpoint(("GET",), "/t/search", search, LOGIN, "search"),
     Endpoint(("POST",), "/t/whoami", whoami, LOGIN, "whoami"),
+    Endpoint(("GET",), "/t/odd/kind", done, Access("permission", "run", "READ", _experiment), "?"),
+    Endpoint(("GET",), "/t/odd/locate", done, Access("permission", "experiment", "READ"), "?"),
+    Endpoint(("GET",), "/t/odd/access", done, Access("owner"), "?"),
 ]  # fmt: skip
 
 API = "/api/2.0"
@@ -482,3 +485,13 @@ def test_steady_state_requests_cost_no_query_and_the_cache_window_bounds_a_revok
     assert server.call("POST", "/t/whoami", alice).is_success  # cached: within the window
     authorizer._tokens.ttl = 0.0  # the window has passed
     assert server.call("POST", "/t/whoami", alice).status_code == 401
+
+
+def test_an_access_the_check_does_not_know_is_refused(server):
+    for path in ("/t/odd/kind", "/t/odd/locate", "/t/odd/access"):
+        denied(
+            server.call(
+                "GET", path, server.token("alice", "editor"), params={"experiment_id": "0"}
+            ),
+            "this is a bug in the server",
+        )
