@@ -365,8 +365,11 @@ def _local_folder(state: ServerState, store: Any, located: Located, source: str)
         return None
     full = f"{store.uri}/{located.rel}" if located.rel else store.uri
     server = artifact_store(state.artifact_root)
-    below = _under(server.uri, full) if isinstance(server, LocalArtifactStore) else None
-    base, rel = (server.root, below) if below else (store.root, located.rel)
+    base, rel = store.root, located.rel
+    if isinstance(server, LocalArtifactStore):
+        below = _under(server.uri, full)
+        if below:
+            base, rel = server.root, below
     try:
         folder = resolve_inside(base, rel, "Source path") if rel else None
     except FormatError as exc:
