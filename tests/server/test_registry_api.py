@@ -593,3 +593,65 @@ def test_registry_on_postgresql(pg_server, saved_package):
         ("create", "None", "carol"),
         ("stage", "Production", "carol"),
     ]
+
+
+# ---------------------------------------------------------------------- S3
+
+
+@pytest.fixture
+def s3_server(tmp_path, monkeypatch):
+    """A server whose artifact root is a bucket on a moto S3 server (dummy credentials)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from starlette.testclient import TestClient
+
+    from modelpack.server import create_app
+    from modelpack.store import engines
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "absent"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "absent"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        monkeypatch.setenv("MODELPACK_S3_ENDPOINT_URL", endpoint)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
+        url = f"sqlite:///{tmp_path}/s3.sqlite"
+        app = create_app(backend_store_uri=url, artifact_root="s3://models/root")
+        with TestClient(app, raise_server_exceptions=False) as http:
+            yield http, app.app.state.server if hasattr(app, "app") else app.state.server
+        engines.dispose(url)
+    finally:
+        moto.stop()
+
+
+def test_an_s3_artifact_root_registers_and_verifies(s3_server, saved_package, tmp_path):
+    from modelpack.artifacts import artifact_store
+
+    api, state = s3_server
+    info = ok(api.post(f"{API}/logged-models", json={"experiment_id": "0"}))["model"]["info"]
+    location = state.stored_location(info["artifact_uri"])
+    assert location.startswith("s3://models/root/")
+    mlflow_dir = _mlflow_dir_at(saved_package, tmp_path / "mlflow-model")
+    artifact_store(location).put_dir(mlflow_dir, "")
+    ok(api.patch(f"{API}/logged-models/{info['model_id']}", json={"status": "LOGGED_MODEL_READY"}))
+    source = f"models:/{info['model_id']}"
+    made = ok(api.post(f"{MV}/create", json={"name": "S3", "source": source}))
+    stored = made["model_version"]["storage_location"]
+    assert stored.startswith("mlflow-artifacts:/registry/")
+    files = artifact_store(state.stored_location(stored)).list_files()
+    assert {"MLmodel", "modelpack.yaml", "model/model.pkl"} <= set(files)
+    assert ok(api.get(f"{EXT}/model-versions/verify", params={"name": "S3", "version": "1"}))["ok"]
+    refused(
+        api.post(f"{MV}/create", json={"name": "S3", "source": "mlflow-artifacts:/../x"}),
+        "'..' segment",
+    )
