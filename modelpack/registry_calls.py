@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpack import resolution, uris
@@ -110,30 +112,54 @@ class RegistryCalls:
         run_id: str | None,
     ) -> ModelVersion:
         """``register_model`` on a ``modelpack server``: the server copies the package into its
-        registry storage and verifies it. A ``runs:/`` URI (of a run on that server) or an
-        artifact of the server's is sent as the source; anything else (a folder, ``s3://``, a
-        version of ``models:/``) is resolved here, verified, and uploaded through the proxy to
-        ``uploads/<uuid>`` first, and the upload is removed if the registration fails."""
+        registry storage and verifies it. What the server can read is sent as the source: a
+        ``runs:/`` URI (of a run on that server), ``models:/<name>/<version>`` (a ``models:/``
+        URI resolved to its version here), an artifact of the server's outside its registry
+        storage. Anything else (a folder, ``s3://``, a version's storage folder) is verified
+        here and uploaded through the proxy to ``uploads/<uuid>`` first; the upload is removed
+        if the registration fails."""
+
+        def create(source: str, run: str | None) -> ModelVersion:
+            return self.store.create_model_version(
+                name,
+                source=source,
+                run_id=run,
+                user_id=current_user(),
+                tags=tags,
+                description=description,
+            )
+
+        store = self.store
+        public = store.public_uri(model_uri) if isinstance(model_uri, str) else ""
+        on_server = public.startswith(store.PROXY_SCHEME)
+        if on_server and not public[len(store.PROXY_SCHEME) :].lstrip("/").startswith("registry/"):
+            return create(model_uri, run_id)
+        parsed = None if on_server else uris.parse(model_uri)
+        if isinstance(parsed, uris.RunURI):
+            return create(model_uri, parsed.run_id if run_id is None else run_id)
+        if isinstance(parsed, uris.ModelURI):
+            version = resolution.model_version(self, parsed)
+            return create(version.uri, version.run_id if run_id is None else run_id)
+        with tempfile.TemporaryDirectory(prefix="modelpack-register-") as tmp:
+            if on_server:  # a version's storage: downloaded, and sent back as an upload
+                from modelpack.artifacts import artifact_store
+
+                parent, _, leaf = (store.local_uri(public) or "").rstrip("/").rpartition("/")
+                local = Path(tmp) / "package"
+                artifact_store(parent).get_dir(leaf, local)
+            else:
+                local, _ = resolution.resolve_recorded(model_uri, self)  # checked as recorded
+            return self._upload_and_create(local, run_id, create)
+
+    def _upload_and_create(
+        self, local: Path, run_id: str | None, create: Callable[[str, str | None], ModelVersion]
+    ) -> ModelVersion:
         from modelpack.artifacts import artifact_store
         from modelpack.integrity import verify_files
         from modelpack.manifest import MANIFEST_NAME, parse_manifest, read_manifest_bytes
 
         store = self.store
-        parsed = uris.parse(model_uri) if not _on_server(store, model_uri) else None
-        if parsed is None or isinstance(parsed, uris.RunURI):
-            if run_id is None and isinstance(parsed, uris.RunURI):
-                run_id = parsed.run_id
-            return store.create_model_version(
-                name,
-                source=model_uri,
-                run_id=run_id,
-                user_id=current_user(),
-                tags=tags,
-                description=description,
-            )
-        local, _ = resolution.resolve_recorded(model_uri, self)  # checked against its record
-        data = read_manifest_bytes(local)
-        manifest = parse_manifest(data, local / MANIFEST_NAME)
+        manifest = parse_manifest(read_manifest_bytes(local), local / MANIFEST_NAME)
         verify_files(local, manifest.files)  # a damaged package is named before it is sent
         if run_id is None:
             run_id = (manifest.source or {}).get("run_id")
@@ -141,14 +167,7 @@ class RegistryCalls:
         uploads = artifact_store(store.local_uri(f"{store.PROXY_SCHEME}/uploads"))
         uploads.put_dir(local, folder)
         try:
-            return store.create_model_version(
-                name,
-                source=f"{store.PROXY_SCHEME}/uploads/{folder}",
-                run_id=run_id,
-                user_id=current_user(),
-                tags=tags,
-                description=description,
-            )
+            return create(f"{store.PROXY_SCHEME}/uploads/{folder}", run_id)
         except BaseException:
             with contextlib.suppress(Exception):  # the server may have removed it already
                 uploads.delete(folder)
@@ -368,9 +387,3 @@ class RegistryCalls:
                 f"({self.artifact_root.rstrip('/')}/registry/<id>)."
             )
         artifact_store(self.artifact_root).delete(folder)
-
-
-def _on_server(store: Any, uri: str) -> bool:
-    """Whether ``uri`` names an artifact of the server ``store`` talks to (``mlflow-artifacts:/``
-    or its proxy's URL): the server reads it itself."""
-    return isinstance(uri, str) and store.public_uri(uri).startswith(store.PROXY_SCHEME)

@@ -43,6 +43,7 @@ SQL_ONLY: dict[str, str] = {
     "test_experiments": "a server always has MLflow's experiment 'Default' (id '0')",
     "test_malformed_filter_points_at_the_position": "InvalidArgument.position stays on the server",
     "test_register_copies_into_registry_storage": "a local source is registered as its upload",
+    "test_models_uris_resolve": "a version resolves in place only from a local artifact root",
 }
 
 

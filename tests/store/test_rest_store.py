@@ -22,12 +22,6 @@ from modelpack.store import rest as rest_module
 from modelpack.store.rest import RestStore
 
 pytestmark = UNCLOSED_SOCKETS
-# server/registry.py's model_version_json does not carry the version's modelpack extras yet
-# (manifest_sha256, storage_location, the package's model_id), without which a version cannot
-# be resolved or compared; strict: these pass, and must lose the mark, once it does.
-NEEDS_VERSION_EXTRAS = pytest.mark.xfail(
-    reason="model-version JSON lacks manifest_sha256/storage_location/model_id", strict=True
-)
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +279,6 @@ def test_artifacts_go_through_the_proxy(client, server, tmp_path):
 # ---------------------------------------------------------------------------- models
 
 
-@NEEDS_VERSION_EXTRAS
 def test_log_register_load_and_the_cache(url, client, sql, forest, xy, monkeypatch):
     from modelpack import proxy_artifacts
 
@@ -338,7 +331,6 @@ def test_log_register_load_and_the_cache(url, client, sql, forest, xy, monkeypat
     assert (modelpack.load(runs_path).predict(X[:5]) == expected).all()
 
 
-@NEEDS_VERSION_EXTRAS
 def test_registering_a_local_package_uploads_it(client, sql, forest, xy, tmp_path, server):
     name = fresh("Local")
     modelpack.save(forest, tmp_path / "pkg")
@@ -356,7 +348,6 @@ def test_registering_a_local_package_uploads_it(client, sql, forest, xy, tmp_pat
     assert (copy.version, copy.model_id, copy.tags) == (1, version.model_id, {"from": "disk"})
 
 
-@NEEDS_VERSION_EXTRAS
 def test_every_registry_call(client, sql, forest, tmp_path):
     name = fresh("Reg")
     model = client.create_registered_model(name, tags={"a": "1"}, description="first")
