@@ -51,6 +51,7 @@ from modelpack.tracking import (
     active_run,
     delete_tag,
     end_run,
+    flush,
     get_artifact_uri,
     get_run,
     get_tracking_uri,
@@ -149,14 +150,6 @@ __all__ = [
 
 # MLflow's namespaces (modelpack.sklearn.log_model...), imported on first use.
 _LAZY_MODULES = ("models", "onnx", "pyfunc", "pytorch", "sklearn")
-
-
-def flush() -> None:
-    """Write everything this process logged (metrics, params, tags queue and are written in
-    the background) and wait for it; raises ``NotStored`` naming what could not be stored."""
-    from modelpack.log_queue import flush_all
-
-    flush_all()
 
 
 def autolog(*args: Any, **kwargs: Any) -> Any:

@@ -230,10 +230,10 @@ class LogQueue:
 
     def _check_run(self, run_id: str) -> None:
         """Raise now if ``run_id`` cannot take logging (once per run: then it is known)."""
-        from modelpack.entities import RunStatus, ended_message
-
         if isinstance(run_id, str) and run_id in self._runs:
             return
+        from modelpack.entities import RunStatus, ended_message
+
         if not isinstance(run_id, str) or not run_id:
             raise InvalidArgument(f"run_id must be a non-empty string, got {run_id!r}.")
         self.flush(run_id, raise_errors=False)
