@@ -232,14 +232,23 @@ class Located:
     registered: Any = None  # the ModelVersion a models:/<name>/<version> source names
 
 
+def _may_read(call: Call, resource_type: str, resource_id: str) -> None:
+    """The caller must be able to read what a source copies from (a run's or logged model's
+    experiment, a registered model): registering is no way around READ."""
+    call.state.auth.check(call, resource_type, "READ", resource_id)
+
+
 def _run(call: Call, run_id: str, source: str) -> Any:
     if not _RUN_ID.fullmatch(run_id):
         raise refuse(source, f"run id {run_id!r} is not 32 hex digits")
-    return call.state.store.get_run(run_id)
+    run = call.state.store.get_run(run_id)
+    _may_read(call, "experiment", run.info.experiment_id)
+    return run
 
 
 def _logged_model(call: Call, model_id: str, source: str) -> Any:
     model = call.state.store.get_mlflow_logged_model(model_id)
+    _may_read(call, "experiment", model.experiment_id)
     if model.status != "LOGGED_MODEL_READY":
         raise refuse(
             source,
@@ -285,6 +294,7 @@ def locate_source(call: Call, source: str, run_id: str | None) -> Located:
         except InvalidArgument as exc:
             raise refuse(source, exc.message.rstrip(".")) from None
         assert isinstance(parsed, uris.ModelURI)
+        _may_read(call, "registered_model", parsed.name)
         version = resolution.model_version(state.client, parsed)
         from modelpack.artifacts import registry_folder
 

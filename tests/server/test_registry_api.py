@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import modelpack
+from modelpack.errors import NotFound
 from modelpack.server.endpoints import Principal
 
 API = "/api/2.0/mlflow"
@@ -534,6 +535,17 @@ def test_with_tokens_the_history_names_the_token_user(tmp_path, saved_package):
         assert other.status_code == 403 and "MANAGE" in other.text
         mine = http.post(f"{MV}/transition-stage", json=promote, headers=alice)
         assert mine.status_code == 200, mine.text
+        # Registering copies what the source names: the caller must be able to read it.
+        store_auth.set_default(state.store, "NO_PERMISSIONS", "registered_model")
+        state.auth.changed()
+        copy = http.post(
+            f"{MV}/create", json={"name": "Dave", "source": "models:/Tok/1"}, headers=dave
+        )
+        assert copy.status_code == 403, copy.text
+        assert "needs READ on registered model 'Tok'" in copy.json()["message"]
+        with pytest.raises(NotFound):
+            state.store.get_registered_model("Dave")
+        assert len(_registered_folders(state)) == 1
         trail = http.get(
             f"{EXT}/registered-models/history", params={"name": "Tok"}, headers=alice
         ).json()["history"]
