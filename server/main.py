@@ -193,7 +193,8 @@ def serve(options: ServerOptions) -> None:
             **common,
         )
         try:
-            sock = config.bind_socket()  # the workers share it; connections queue until ready
+            sock = config.bind_socket()  # the workers share it
+            sock.listen(config.backlog)  # from now on, connections wait for a worker
             print(ready_line(options), flush=True)
             Multiprocess(config, sockets=[sock]).run()
         finally:
