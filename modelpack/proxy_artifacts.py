@@ -16,15 +16,17 @@ see the whole file or none). Folders are walked through listings; an empty folde
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelpack import atomic
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound, Unavailable
@@ -43,6 +45,7 @@ __all__ = [
 ROUTE = "/api/2.0/mlflow-artifacts/artifacts"
 SCHEME = "mlflow-artifacts"
 _TMP_PREFIX = ".modelpack-tmp-"  # in-flight downloads; the same prefix local stores skip
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,12 @@ def proxy_store(uri: str, file_info: Callable[[str, bool, int | None], Any] | No
 
 
 # ---------------------------------------------------------------------- the store
+# (``list`` is the last method of the class: above it, ``list[str]`` is still the builtin)
 
 
 def _checked(rel: str, what: str = "Artifact path") -> str:
+    if isinstance(rel, str) and "//" in rel:
+        raise InvalidArgument(f"{what} {rel!r}: has an empty segment ('//').")
     try:
         checked = str(check_relative(rel, what))
         check_length(checked, what)
@@ -137,6 +143,24 @@ def _checked(rel: str, what: str = "Artifact path") -> str:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix and name else prefix or name
+
+
+def _one_connection(method: Callable[..., T]) -> Callable[..., T]:
+    """Run ``method`` on one kept-alive connection, closed when the outermost call returns:
+    a folder's many requests share it, and no socket outlives the call."""
+
+    @functools.wraps(method)
+    def wrapper(self: ProxyArtifactStore, *args: Any, **kwargs: Any) -> T:
+        depth = getattr(self._calls, "depth", 0)
+        self._calls.depth = depth + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._calls.depth = depth
+            if depth == 0:
+                self.transport.close()
+
+    return wrapper
 
 
 def _mkdirs(path: Path) -> None:
@@ -176,6 +200,7 @@ class ProxyArtifactStore:
         self.server_url = self.transport.url
         self.uri = proxy_uri(self.server_url, self.prefix)
         self._entry = file_info or Entry
+        self._calls = threading.local()  # how deep in public calls this thread is
 
     def __repr__(self) -> str:
         return f"ProxyArtifactStore({redact(self.uri)!r})"
@@ -190,6 +215,7 @@ class ProxyArtifactStore:
 
     # ------------------------------------------------------------------ writes
 
+    @_one_connection
     def put_file(self, local: Path, dest: str) -> None:
         """Upload the file ``local`` to ``dest``, replacing what was there (streamed)."""
         local = Path(local)
@@ -214,6 +240,7 @@ class ProxyArtifactStore:
             except OSError as exc:
                 raise ModelpackError(f"Cannot read {local}: {exc.strerror or exc}.") from None
 
+    @_one_connection
     def put_dir(self, local_dir: Path, dest: str) -> None:
         """Upload every file of the tree ``local_dir`` under ``dest`` ("" is the root).
 
@@ -249,6 +276,7 @@ class ProxyArtifactStore:
         for rel in files:
             self.put_file(local_dir / rel, _join(dest, rel))
 
+    @_one_connection
     def delete(self, prefix: str) -> None:
         """Remove the file or folder at ``prefix``; a missing one is fine."""
         if prefix == "":
@@ -256,28 +284,6 @@ class ProxyArtifactStore:
         self.transport.call("DELETE", self._route(prefix), idempotent=True)
 
     # ------------------------------------------------------------------ reads
-
-    def list(self, prefix: str = "") -> list[Any]:
-        """The direct children of ``prefix``; [] when it is missing or a file."""
-        full = self._full(prefix) if prefix else self.prefix
-        answer = self.transport.call("GET", ROUTE, params={"path": full} if full else None)
-        files = answer.get("files", [])
-        if not isinstance(files, list):
-            raise ModelpackError(f"The artifact proxy of {self.uri} answered a malformed listing.")
-        base = _checked(prefix) if prefix else ""
-        out = []
-        for item in files:
-            name = item.get("path") if isinstance(item, dict) else None
-            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-                raise ModelpackError(
-                    f"The artifact proxy of {self.uri} listed an entry named {name!r} under "
-                    f"{base or '/'!r}; expected a plain name."
-                )
-            is_dir = bool(item.get("is_dir"))
-            size = item.get("file_size")
-            size = None if is_dir else int(size) if isinstance(size, int | str) else None
-            out.append(self._entry(_join(base, name), is_dir, size))
-        return sorted(out, key=lambda f: f.path)
 
     def _walk(self, top: str) -> tuple[list[str], list[str]]:
         """Files and empty folders under ``top``, relative to it (a folder is listed once)."""
@@ -294,16 +300,19 @@ class ProxyArtifactStore:
                 (pending if entry.is_dir else files).append(rel)
         return sorted(files), sorted(empty)
 
+    @_one_connection
     def list_files(self, prefix: str = "") -> list[str]:
         """Every file under ``prefix``, recursively, relative to ``prefix``."""
         return self._walk(_checked(prefix) if prefix else "")[0]
 
+    @_one_connection
     def exists(self, path: str) -> bool:
         """Whether a file or folder is at ``path`` (asked of its parent's listing)."""
         path = _checked(path)
         parent, _, name = path.rpartition("/")
         return any(entry.path == path for entry in self.list(parent)) if name else False
 
+    @_one_connection
     def get_file(self, src: str, local: Path) -> None:
         """Download the artifact ``src`` to the file ``local``: streamed into a temp file
         beside it, then renamed into place."""
@@ -312,28 +321,29 @@ class ProxyArtifactStore:
         if local.is_dir():
             raise InvalidArgument(f"Download target {local} is a folder; a file cannot replace it.")
         _mkdirs(local.parent)
-        chunks = self.transport.download(route)
         try:
             fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=_TMP_PREFIX)
         except OSError as exc:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
             raise ModelpackError(f"Cannot write into {local.parent}: {exc.strerror}.") from None
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
+                chunks = self.transport.download(route)
+                try:
+                    for chunk in chunks:
+                        out.write(chunk)
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()  # the download's own connection, also when writing failed
             atomic.publish(tmp, local)
-        except OSError as exc:
+        except BaseException as exc:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
-            raise ModelpackError(f"Cannot write {local}: {exc.strerror or exc}.") from None
-        except BaseException:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise ModelpackError(f"Cannot write {local}: {exc.strerror or exc}.") from None
             raise
 
+    @_one_connection
     def get_dir(self, src: str, local_dir: Path) -> None:
         """Download every file under ``src`` ("" is the root) into ``local_dir`` (created if
         missing). Names the server lists are checked before they become local paths."""
@@ -363,3 +373,27 @@ class ProxyArtifactStore:
         """None: a proxied artifact has no local path."""
         self._full(path)
         return None
+
+    @_one_connection
+    def list(self, prefix: str = "") -> list[Any]:
+        """The direct children of ``prefix``; [] when it is missing or a file."""
+        full = self._full(prefix) if prefix else self.prefix
+        answer = self.transport.call("GET", ROUTE, params={"path": full} if full else None)
+        files = answer.get("files", [])
+        if not isinstance(files, list):
+            raise ModelpackError(f"The artifact proxy of {self.uri} answered a malformed listing.")
+        base = _checked(prefix) if prefix else ""
+        out = []
+        for item in files:
+            name = item.get("path") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+                raise ModelpackError(
+                    f"The artifact proxy of {self.uri} listed an entry named {name!r} under "
+                    f"{base or '/'!r}; expected a plain name."
+                )
+            is_dir = bool(item.get("is_dir"))
+            size = item.get("file_size")
+            if is_dir or isinstance(size, bool) or not isinstance(size, int):
+                size = None
+            out.append(self._entry(_join(base, name), is_dir, size))
+        return sorted(out, key=lambda f: f.path)
