@@ -438,3 +438,19 @@ def test_websockets_are_refused():
 
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/api/2.0/mlflow/thing"):
         pass
+
+
+def test_with_tokens_the_real_check_answers_401_and_public_paths_pass(tmp_path):
+    from modelpack.server import create_app
+    from modelpack.store import engines
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "a"), auth="token")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/api/3.0/mlflow/server-info", "/api/2.0/no-such-route", "/ui"):
+            r = client.get(path)
+            assert r.status_code == 401, path
+            assert r.json()["error_code"] == "UNAUTHENTICATED"
+        assert client.get("/health").text == "OK"
+        assert client.get("/version").status_code == 200
+    engines.dispose(url)
