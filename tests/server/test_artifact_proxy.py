@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
+import time
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -164,6 +166,35 @@ def test_uploads_past_the_limit_are_413_and_store_nothing(live, tmp_path):
     assert "is over 1000 bytes" in error_of(body)[1]
     assert request(server.url, "PUT", f"{API}/e/ok.bin", b"x" * 1000)[0] == 200
     assert sorted(os.listdir(tmp_path / "server0/artifacts/e")) == ["ok.bin"]
+
+
+def test_an_upload_cut_short_leaves_nothing_behind(live, tmp_path):
+    server = live()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"PUT {API}/e/cut.bin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+            + b"x" * 1000
+        )
+    folder = tmp_path / "server0/artifacts/e"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not folder.exists() or any(folder.iterdir())):
+        time.sleep(0.05)  # the server notices the disconnect and removes its temp file
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    assert request(server.url, "GET", f"{API}/e/cut.bin")[0] == 404
+
+
+def test_a_file_never_replaces_a_folder(live, tmp_path):
+    server = live()
+    assert request(server.url, "PUT", f"{API}/e/folder/x.txt", b"x")[0] == 200
+    status, _, body = request(server.url, "PUT", f"{API}/e/folder", b"y")
+    assert status == 400
+    assert error_of(body)[1] == "Artifact path 'e/folder' is a folder; a file cannot replace it."
+    status, _, body = request(server.url, "PUT", f"{API}/e/folder/x.txt/under", b"y")
+    assert status == 400
+    assert error_of(body)[1] == "Artifact path 'e/folder/x.txt/under': a parent of it is a file."
+    assert (tmp_path / "server0/artifacts/e/folder/x.txt").read_bytes() == b"x"
 
 
 # ---------------------------------------------------------------------- traversal
