@@ -19,6 +19,7 @@ from modelpack.run_context import current_user
 from modelpack.store import is_remote
 
 if TYPE_CHECKING:
+    from modelpack.store.rest import RestStore
     from modelpack.store.sql import SqlStore
 
 __all__ = ["RegistryCalls"]
@@ -28,7 +29,7 @@ class RegistryCalls:
     artifact_root: str
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> SqlStore | RestStore:
         raise NotImplementedError  # Client's
 
     def get_run(self, run_id: str) -> Run:
@@ -119,8 +120,10 @@ class RegistryCalls:
         here and uploaded through the proxy to ``uploads/<uuid>`` first; the upload is removed
         if the registration fails."""
 
+        store: Any = self.store  # a RestStore (registry_calls never imports it)
+
         def create(source: str, run: str | None) -> ModelVersion:
-            return self.store.create_model_version(
+            return store.create_model_version(
                 name,
                 source=source,
                 run_id=run,
@@ -129,7 +132,6 @@ class RegistryCalls:
                 description=description,
             )
 
-        store = self.store
         public = store.public_uri(model_uri) if isinstance(model_uri, str) else ""
         on_server = public.startswith(store.PROXY_SCHEME)
         if on_server and not public[len(store.PROXY_SCHEME) :].lstrip("/").startswith("registry/"):
@@ -158,7 +160,7 @@ class RegistryCalls:
         from modelpack.integrity import verify_files
         from modelpack.manifest import MANIFEST_NAME, parse_manifest, read_manifest_bytes
 
-        store = self.store
+        store: Any = self.store
         manifest = parse_manifest(read_manifest_bytes(local), local / MANIFEST_NAME)
         verify_files(local, manifest.files)  # a damaged package is named before it is sent
         if run_id is None:

@@ -321,8 +321,8 @@ class RestStore:
         param_items = list(_texts(params, "Param").items())
         tag_items = list(_texts(tags, "Tag").items())
         points = [wire.metric_out(m) for m in metrics]
-        for m in points:
-            validation.name(m["key"], "Metric key")
+        for point in points:
+            validation.name(point["key"], "Metric key")
         for key, _ in param_items:
             validation.name(key, "Param key")
         for key, _ in tag_items:
@@ -717,11 +717,12 @@ def _batches(
     t: list[tuple[str, str]] = []
     m: list[dict[str, Any]] = []
     size = 0
-    for kind, item in [
+    items: list[tuple[str, Any]] = [
         *(("p", x) for x in params),
         *(("t", x) for x in tags),
         *(("m", x) for x in metrics),
-    ]:
+    ]
+    for kind, item in items:
         cost = _size(item)
         full = (
             len(p) + len(t) + len(m) >= BATCH_ITEMS
@@ -732,6 +733,11 @@ def _batches(
         if full:
             yield p, t, m
             p, t, m, size = [], [], [], 0
-        {"p": p, "t": t, "m": m}[kind].append(item)
+        if kind == "p":
+            p.append(item)
+        elif kind == "t":
+            t.append(item)
+        else:
+            m.append(item)
         size += cost
     yield p, t, m
