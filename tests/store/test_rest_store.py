@@ -331,6 +331,23 @@ def test_log_register_load_and_the_cache(url, client, sql, forest, xy, monkeypat
     assert (modelpack.load(runs_path).predict(X[:5]) == expected).all()
 
 
+def test_modelpack_predict_follows_production_on_the_server(url, client, forest, xy, tmp_path):
+    import pandas as pd
+
+    from modelpack.cli import main
+
+    name = fresh("Predict")
+    modelpack.save(forest, tmp_path / "pkg")
+    client.register_model(str(tmp_path / "pkg"), name)
+    client.transition_model_version_stage(name, 1, "Production")
+    X, _ = xy
+    pd.DataFrame(X[:7]).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["predict", f"models:/{name}/Production", "-i", str(tmp_path / "in.csv")]
+    assert main([*argv, "-o", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.iloc[:, -1]) == list(forest.predict(X[:7]))
+
+
 def test_registering_a_local_package_uploads_it(client, sql, forest, xy, tmp_path, server):
     name = fresh("Local")
     modelpack.save(forest, tmp_path / "pkg")
