@@ -40,6 +40,7 @@ from modelpack.store.validation import name as check_name
 from modelpack.store.validation import text as check_text
 
 if TYPE_CHECKING:
+    from modelpack.store.rest import RestStore
     from modelpack.store.sql import SqlStore
 
 __all__ = ["Client", "MlflowClient", "default_artifact_root", "default_tracking_uri"]
@@ -101,7 +102,7 @@ class Client(RegistryCalls):
         self.create = create
 
     @cached_property
-    def store(self) -> SqlStore:
+    def store(self) -> SqlStore | RestStore:
         return open_store(self.tracking_uri, self.artifact_root, self.create)
 
     # ------------------------------------------------------------------ the logging queue
