@@ -199,11 +199,12 @@ class ProxyArtifactStore:
         self.transport = Transport(server_url, token=token)
         self.server_url = self.transport.url
         self.uri = proxy_uri(self.server_url, self.prefix)
+        self.shown = redact(self.uri)  # the URI in messages: never a password
         self._entry = file_info or Entry
         self._calls = threading.local()  # how deep in public calls this thread is
 
     def __repr__(self) -> str:
-        return f"ProxyArtifactStore({redact(self.uri)!r})"
+        return f"ProxyArtifactStore({self.shown!r})"
 
     def _full(self, rel: str) -> str:
         """The path under the proxy's root of ``rel`` ("" is this store's root)."""
@@ -280,7 +281,7 @@ class ProxyArtifactStore:
     def delete(self, prefix: str) -> None:
         """Remove the file or folder at ``prefix``; a missing one is fine."""
         if prefix == "":
-            raise InvalidArgument(f"Refusing to delete the whole artifact store {self.uri}.")
+            raise InvalidArgument(f"Refusing to delete the whole artifact store {self.shown}.")
         self.transport.call("DELETE", self._route(prefix), idempotent=True)
 
     # ------------------------------------------------------------------ reads
@@ -353,13 +354,13 @@ class ProxyArtifactStore:
         if not files and not empty and top:
             parent, _, name = top.rpartition("/")
             if not any(e.path == top and e.is_dir for e in self.list(parent)):
-                raise NotFound(f"No artifact directory {src!r} in {self.uri}.")
+                raise NotFound(f"No artifact directory {src!r} in {self.shown}.")
         targets = []
         for rel in files:
             try:
                 targets.append(resolve_inside(local_dir, rel, "Download target"))
             except FormatError as exc:
-                raise InvalidArgument(f"{exc.message} ({self.uri})") from None
+                raise InvalidArgument(f"{exc.message} ({self.shown})") from None
         _mkdirs(local_dir)
         for rel, target in zip(files, targets, strict=True):
             self.get_file(_join(top, rel), target)
@@ -367,7 +368,7 @@ class ProxyArtifactStore:
             try:
                 _mkdirs(resolve_inside(local_dir, rel, "Download target"))
             except FormatError as exc:
-                raise InvalidArgument(f"{exc.message} ({self.uri})") from None
+                raise InvalidArgument(f"{exc.message} ({self.shown})") from None
 
     def local_path(self, path: str) -> Path | None:
         """None: a proxied artifact has no local path."""
@@ -381,14 +382,16 @@ class ProxyArtifactStore:
         answer = self.transport.call("GET", ROUTE, params={"path": full} if full else None)
         files = answer.get("files", [])
         if not isinstance(files, list):
-            raise ModelpackError(f"The artifact proxy of {self.uri} answered a malformed listing.")
+            raise ModelpackError(
+                f"The artifact proxy of {self.shown} answered a listing without a list of files."
+            )
         base = _checked(prefix) if prefix else ""
         out = []
         for item in files:
             name = item.get("path") if isinstance(item, dict) else None
             if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
                 raise ModelpackError(
-                    f"The artifact proxy of {self.uri} listed an entry named {name!r} under "
+                    f"The artifact proxy of {self.shown} listed an entry named {name!r} under "
                     f"{base or '/'!r}; expected a plain name."
                 )
             is_dir = bool(item.get("is_dir"))

@@ -88,6 +88,13 @@ def test_mlflow_artifacts_uris_name_the_tracking_server_or_their_host(monkeypatc
     assert isinstance(store, ProxyArtifactStore)
     assert store.uri == f"http://tracker:5000/prefix{ROUTE}/1/r/artifacts"
     assert store.local_path("model/MLmodel") is None
+    monkeypatch.setenv("MODELPACK_TRACKING_URI", "http://me:hunter2@tracker:5000")
+    store = artifact_store("mlflow-artifacts:/1/r")
+    assert store.transport.headers["Authorization"].startswith("Basic ")
+    assert "hunter2" not in repr(store) and "hunter2" not in store.shown
+    with pytest.raises(InvalidArgument, match="Refusing to delete") as refused:
+        store.delete("")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_mlflow_artifacts_without_a_tracking_server_says_what_to_set(monkeypatch, tmp_path):
