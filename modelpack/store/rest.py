@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import urllib.parse
 import uuid
@@ -670,15 +671,24 @@ class RestStore:
 
 # ---------------------------------------------------------------------- helpers
 
-_TRANSPORTS: dict[tuple[str, str | None], Transport] = {}
+_TRANSPORTS: dict[tuple[str | None, ...], Transport] = {}
 _TRANSPORTS_LOCK = threading.Lock()
+# What a Transport reads its credentials from (modelpack.transport): part of the cache key, so
+# a token set later in the process is not answered with an older one.
+_CREDENTIALS = (
+    "MODELPACK_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
 
 
 def shared_transport(url: str, token: str | None = None) -> Transport:
-    """The process's ``Transport`` to ``url`` (one per URL and token, like the SQL stores'
-    shared engines): every ``Client`` of a server reuses its kept-alive connections, where a
-    ``Transport`` each would open (and leave to the garbage collector) one per ``Client()``."""
-    key = (url.rstrip("/"), token)
+    """The process's ``Transport`` to ``url`` (one per URL and credentials, like the SQL
+    stores' shared engines): every ``Client`` of a server reuses its kept-alive connections,
+    where a ``Transport`` each would open (and leave to the garbage collector) one per
+    ``Client()``."""
+    key = (url.rstrip("/"), token, *(os.environ.get(name) for name in _CREDENTIALS))
     with _TRANSPORTS_LOCK:
         found = _TRANSPORTS.get(key)
         if found is None:

@@ -454,3 +454,27 @@ def socket_closed():
         yield f"http://127.0.0.1:{port}"
 
     return closed()
+
+
+def test_a_token_server_takes_the_environments_token(tmp_path, monkeypatch):
+    from modelpack.errors import Unauthenticated
+    from modelpack.store import auth, engines
+
+    db = f"sqlite:///{tmp_path / 'store' / 'modelpack.db'}"
+    url, stop = start_server(db, tmp_path / "artifacts", auth="token")
+    try:
+        _, secret = auth.create_token(open_store(db, str(tmp_path / "artifacts")), "ana", "admin")
+        for name in rest_module._CREDENTIALS:
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(Unauthenticated, match="MODELPACK_TRACKING_TOKEN"):
+            modelpack.Client(url).create_experiment("locked")
+        monkeypatch.setenv("MODELPACK_TRACKING_TOKEN", secret)  # a later token is used
+        client = modelpack.Client(url)
+        run = client.create_run(client.create_experiment("open"))
+        assert run.info.user_id == "ana"
+        client.create_registered_model("Tok")
+        client.rename_registered_model("Tok", "Tok2")
+        assert [h.user_id for h in client.get_model_history("Tok2")] == ["ana"]
+    finally:
+        stop()
+        engines.dispose(db)
