@@ -68,6 +68,7 @@ def test_a_2gib_artifact_streams_both_ways_in_bounded_memory(tmp_path):
 
     stored = tmp_path / "server" / "artifacts" / "e" / "r" / "artifacts" / "big.bin"
     assert stored.stat().st_size == SIZE
+    assert [p.name for p in stored.parent.iterdir()] == ["big.bin"]  # the upload's temp is gone
     assert copy.stat().st_size == SIZE
     with open(copy, "rb") as got:
         for offset in MARKS:
