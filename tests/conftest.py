@@ -162,3 +162,13 @@ def mlflow_env():
         if os.environ.get("CI") == "true":
             raise
         pytest.skip(f"the MLflow virtualenv could not be built: {exc}")
+
+
+@pytest.fixture(scope="session")
+def mlflow2_env():
+    """The real 2.x client, ``mlflow-skinny==2.22.5``, in a virtualenv of its own beside
+    ``mlflow_env``'s (tests/mlflow_env.py), built and used the same way (a failed build skips,
+    and fails in CI)."""
+    from mlflow_env import fixture_env
+
+    return fixture_env("2.22.5")
