@@ -8,7 +8,8 @@ registered_model_name=...)`` uploads the model into the run's artifacts and post
 artifact folder as their ``source``, and ``models:/`` loads go through ``get-download-uri`` and
 the artifact proxy. One script runs in the 2.22.5 virtualenv (tests/mlflow_env.py) with only
 ``MLFLOW_TRACKING_URI`` set, each step reported on its own, the client never retrying (a 500
-fails at once). The forest is saved with 2.22's default, cloudpickle.
+fails at once). The forest is saved with 2.22's default, cloudpickle; requirements are
+stated, as in the 3.17.2 contract, to spare MLflow's inference subprocess.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def _():
         "run_id": run.info.run_id,
         "status": ended.info.status,
         "run_name": ended.info.run_name,
+        "artifact_uri": ended.info.artifact_uri,
         "params": ended.data.params,
         "metrics": ended.data.metrics,
         "model_uri": info.model_uri,
@@ -227,15 +229,23 @@ def _():
     }
 
 
-@step("bad_argument")
+@step("bad_arguments")
 def _():
-    try:
-        client.get_run("nonexistent")
-    except MlflowException as exc:
-        return {"raised": type(exc).__name__, "error_code": exc.error_code,
-                "is_mlflow_exception": isinstance(exc, MlflowException),
-                "message": exc.message}
-    return {"raised": None}
+    def failure(call):
+        try:
+            call()
+        except MlflowException as exc:
+            return {"raised": type(exc).__name__, "error_code": exc.error_code,
+                    "is_mlflow_exception": isinstance(exc, MlflowException),
+                    "message": exc.message}
+        return {"raised": None}
+
+    return {
+        "get_run": failure(lambda: client.get_run("nonexistent")),
+        "get_model_version": failure(lambda: client.get_model_version(MODEL, "99")),
+        "search_filter": failure(lambda: client.search_runs(
+            [state["experiment_id"]], filter_string="metrics.loss >>> 1")),
+    }
 
 
 out["expected"] = {"ok": True, "value": expected}
@@ -269,6 +279,9 @@ def test_the_tutorial_tracks_logs_and_registers(contract):
     assert done["experiment_id"] != "0"
     assert done["status"] == "FINISHED"
     assert done["run_name"] == "tutorial"
+    # Artifacts go through the server's proxy: the client is never told a path on its disk.
+    assert done["artifact_uri"].startswith("mlflow-artifacts:/")
+    assert done["artifact_uri"].endswith(f"/{done['run_id']}/artifacts")
     assert done["params"] == {"n_estimators": "5", "max_depth": "3"}
     assert done["metrics"] == {"loss": 0.0625, "accuracy": 0.875}
     assert done["model_uri"] == f"runs:/{done['run_id']}/model"
@@ -369,38 +382,55 @@ def test_a_pytorch_network_logs_and_loads_back(contract):
 
 
 def test_a_bad_argument_raises_the_servers_error_without_retrying(contract, server):
-    failed = contract.value("bad_argument")
+    failed = contract.value("bad_arguments")["get_run"]
     # RestException: the MlflowException a client raises from a server's JSON error body.
     assert failed["raised"] == "RestException" and failed["is_mlflow_exception"] is True
     assert failed["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert "nonexistent" in failed["message"]
     # The same request from here: a 404 with MLflow's error body (a 500 would be retried).
     import httpx2
 
     response = httpx2.get(f"{server.url}/api/2.0/mlflow/runs/get", params={"run_id": "nonexistent"})
     assert response.status_code == 404
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert "nonexistent" in response.json()["message"]
     # MLflow's RestException puts the code before the server's message.
     assert failed["message"] == f"RESOURCE_DOES_NOT_EXIST: {response.json()['message']}"
+
+
+def test_a_missing_version_and_a_bad_filter_are_the_servers_errors(contract):
+    failed = contract.value("bad_arguments")
+    missing, bad_filter = failed["get_model_version"], failed["search_filter"]
+    assert missing["raised"] == "RestException"
+    assert missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert MODEL in missing["message"] and "99" in missing["message"]
+    assert bad_filter["raised"] == "RestException"
+    assert bad_filter["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert ">>>" in bad_filter["message"]
 
 
 def test_modelpack_loads_what_the_mlflow_client_registered(contract, server, monkeypatch, tmp_path):
     """Version 1, an MLflow model folder the 2.x client uploaded into its run, loads through
     modelpack's own client of the server and predicts what the forest predicted in MLflow's
-    process."""
-    contract.value("tutorial")
+    process; so do the version in Production (2) and the alias (1) that the MLflow client set."""
+    contract.value("stages")
+    contract.value("alias")
     monkeypatch.setenv("MODELPACK_TRACKING_URI", server.url)
     monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MODELPACK_ARTIFACT_ROOT", raising=False)
     import modelpack
 
     try:
-        pack = modelpack.load(f"models:/{MODEL}/1")
+        first = modelpack.load(f"models:/{MODEL}/1")
+        production = modelpack.load(f"models:/{MODEL}/Production")  # version 2
+        champion = modelpack.load(f"models:/{MODEL}@champion")  # version 1
     finally:  # the process's kept-alive connection to this module's server ends with it
         from modelpack.store.rest import shared_transport
 
         shared_transport(server.url).close()
-    assert np.asarray(pack.predict(_frame())).tolist() == contract.value("expected")
+    expected = contract.value("expected")
+    for pack in (first, production, champion):
+        assert np.asarray(pack.predict(_frame())).tolist() == expected
+    assert champion.path == first.path  # the same package, from the same cache entry
 
 
 def _frame():

@@ -6,14 +6,20 @@ One script runs in MLflow's own virtualenv (tests/mlflow_env.py) with nothing bu
 ``registered_model_name``), a second version through ``mlflow.register_model``, stage
 transitions and an alias, then the model loaded back through ``models:/Churn/Production`` and
 ``models:/Churn@champion``, ``search_runs``, artifacts up and down, metric history,
-``log_batch``, a PyTorch network, and one call that must fail fast with the server's message.
+``log_batch``, a PyTorch network, and three bad calls (a missing run, a missing version, a
+malformed filter) that must fail at once with the server's own error code and message. Then
+``modelpack.load`` in this process, through modelpack's own client of the same server, loads
+the versions the MLflow client registered and predicts the same.
 
 Each step of the script is caught and reported on its own (``{"ok": ..., "value" | "error"}``),
 so a server bug fails the one test that names it, with MLflow's traceback and the end of the
 server's log, while the other steps still run. The client never retries
 (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``), so an answer of 500 shows up at once instead of after
-minutes of backoff. The single forest the 3.17.2 client logs needs ``skops_trusted_types``
-(MLflow refuses its own default skops format for a forest otherwise, against any server).
+minutes of backoff. The forest the 3.17.2 client logs needs ``skops_trusted_types`` (MLflow
+refuses its own default skops format for a forest otherwise, against any server); the PyTorch
+network is logged in 3.17.2's default pt2 format, which needs an input example. Each
+``log_model`` states its pip requirements, which spares MLflow's inference of them (a
+subprocess per call that imports mlflow and the model again) and changes nothing on the wire.
 """
 
 from __future__ import annotations
@@ -82,10 +88,12 @@ def _():
         "run_id": run.info.run_id,
         "status": ended.info.status,
         "run_name": ended.info.run_name,
+        "artifact_uri": ended.info.artifact_uri,
         "params": ended.data.params,
         "metrics": ended.data.metrics,
         "model_uri": info.model_uri,
         "model_id": info.model_id,
+        "logged_model_status": mlflow.get_logged_model(info.model_id).status.value,
         "registered_model_version": info.registered_model_version,
         "flavors": sorted(info.flavors),
     }
@@ -233,15 +241,23 @@ def _():
     }
 
 
-@step("bad_argument")
+@step("bad_arguments")
 def _():
-    try:
-        client.get_run("nonexistent")
-    except MlflowException as exc:
-        return {"raised": type(exc).__name__, "error_code": exc.error_code,
-                "is_mlflow_exception": isinstance(exc, MlflowException),
-                "message": exc.message}
-    return {"raised": None}
+    def failure(call):
+        try:
+            call()
+        except MlflowException as exc:
+            return {"raised": type(exc).__name__, "error_code": exc.error_code,
+                    "is_mlflow_exception": isinstance(exc, MlflowException),
+                    "message": exc.message}
+        return {"raised": None}
+
+    return {
+        "get_run": failure(lambda: client.get_run("nonexistent")),
+        "get_model_version": failure(lambda: client.get_model_version(MODEL, "99")),
+        "search_filter": failure(lambda: client.search_runs(
+            [state["experiment_id"]], filter_string="metrics.loss >>> 1")),
+    }
 
 
 out["expected"] = {"ok": True, "value": expected}
@@ -275,10 +291,14 @@ def test_the_tutorial_tracks_logs_and_registers(contract):
     assert done["experiment_id"] != "0"
     assert done["status"] == "FINISHED"
     assert done["run_name"] == "tutorial"
+    # Artifacts go through the server's proxy: the client is never told a path on its disk.
+    assert done["artifact_uri"].startswith("mlflow-artifacts:/")
+    assert done["artifact_uri"].endswith(f"/{done['run_id']}/artifacts")
     assert done["params"] == {"n_estimators": "5", "max_depth": "3"}
     assert done["metrics"] == {"loss": 0.0625, "accuracy": 0.875}
     assert done["model_id"].startswith("m-")
     assert done["model_uri"] == f"models:/{done['model_id']}"
+    assert done["logged_model_status"] == "READY"
     assert done["registered_model_version"] == "1"
     assert {"python_function", "sklearn"} <= set(done["flavors"])
 
@@ -373,37 +393,55 @@ def test_a_pytorch_network_logs_and_loads_back(contract):
 
 
 def test_a_bad_argument_raises_the_servers_error_without_retrying(contract, server):
-    failed = contract.value("bad_argument")
+    failed = contract.value("bad_arguments")["get_run"]
     # RestException: the MlflowException a client raises from a server's JSON error body.
     assert failed["raised"] == "RestException" and failed["is_mlflow_exception"] is True
     assert failed["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert "nonexistent" in failed["message"]
     # The same request from here: a 404 with MLflow's error body (a 500 would be retried).
     import httpx2
 
     response = httpx2.get(f"{server.url}/api/2.0/mlflow/runs/get", params={"run_id": "nonexistent"})
     assert response.status_code == 404
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert "nonexistent" in response.json()["message"]
     # MLflow's RestException puts the code before the server's message.
     assert failed["message"] == f"RESOURCE_DOES_NOT_EXIST: {response.json()['message']}"
 
 
+def test_a_missing_version_and_a_bad_filter_are_the_servers_errors(contract):
+    failed = contract.value("bad_arguments")
+    missing, bad_filter = failed["get_model_version"], failed["search_filter"]
+    assert missing["raised"] == "RestException"
+    assert missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert MODEL in missing["message"] and "99" in missing["message"]
+    assert bad_filter["raised"] == "RestException"
+    assert bad_filter["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert ">>>" in bad_filter["message"]
+
+
 def test_modelpack_loads_what_the_mlflow_client_registered(contract, server, monkeypatch, tmp_path):
     """Version 1, which MLflow logged as a LoggedModel, loads through modelpack's own client of
-    the server and predicts what the forest predicted in MLflow's process."""
-    contract.value("tutorial")
+    the server and predicts what the forest predicted in MLflow's process; so do the version in
+    Production (2) and the alias (1) that the MLflow client set."""
+    contract.value("stages")
+    contract.value("alias")
     monkeypatch.setenv("MODELPACK_TRACKING_URI", server.url)
     monkeypatch.setenv("MODELPACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("MODELPACK_ARTIFACT_ROOT", raising=False)
     import modelpack
 
     try:
-        pack = modelpack.load(f"models:/{MODEL}/1")
+        first = modelpack.load(f"models:/{MODEL}/1")
+        production = modelpack.load(f"models:/{MODEL}/Production")  # version 2
+        champion = modelpack.load(f"models:/{MODEL}@champion")  # version 1
     finally:  # the process's kept-alive connection to this module's server ends with it
         from modelpack.store.rest import shared_transport
 
         shared_transport(server.url).close()
-    assert np.asarray(pack.predict(_frame())).tolist() == contract.value("expected")
+    expected = contract.value("expected")
+    for pack in (first, production, champion):
+        assert np.asarray(pack.predict(_frame())).tolist() == expected
+    assert champion.path == first.path  # the same package, from the same cache entry
 
 
 def _frame():
