@@ -16,17 +16,15 @@ see the whole file or none). Folders are walked through listings; an empty folde
 
 from __future__ import annotations
 
-import functools
 import mimetypes
 import os
 import tempfile
-import threading
 import urllib.parse
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from modelpack import atomic
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound, Unavailable
@@ -45,7 +43,6 @@ __all__ = [
 ROUTE = "/api/2.0/mlflow-artifacts/artifacts"
 SCHEME = "mlflow-artifacts"
 _TMP_PREFIX = ".modelpack-tmp-"  # in-flight downloads; the same prefix local stores skip
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,24 +142,6 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix and name else prefix or name
 
 
-def _one_connection(method: Callable[..., T]) -> Callable[..., T]:
-    """Run ``method`` on one kept-alive connection, closed when the outermost call returns:
-    a folder's many requests share it, and no socket outlives the call."""
-
-    @functools.wraps(method)
-    def wrapper(self: ProxyArtifactStore, *args: Any, **kwargs: Any) -> T:
-        depth = getattr(self._calls, "depth", 0)
-        self._calls.depth = depth + 1
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._calls.depth = depth
-            if depth == 0:
-                self.transport.close()
-
-    return wrapper
-
-
 def _mkdirs(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -192,16 +171,15 @@ class ProxyArtifactStore:
         token: str | None = None,
         file_info: Callable[[str, bool, int | None], Any] | None = None,
     ) -> None:
-        from modelpack.transport import Transport
+        from modelpack.transport import shared
 
         prefix = prefix.strip("/")
         self.prefix = _checked(prefix, "Artifact proxy prefix") if prefix else ""
-        self.transport = Transport(server_url, token=token)
+        self.transport = shared(server_url, token=token)
         self.server_url = self.transport.url
         self.uri = proxy_uri(self.server_url, self.prefix)
         self.shown = redact(self.uri)  # the URI in messages: never a password
         self._entry = file_info or Entry
-        self._calls = threading.local()  # how deep in public calls this thread is
 
     def __repr__(self) -> str:
         return f"ProxyArtifactStore({self.shown!r})"
@@ -216,7 +194,6 @@ class ProxyArtifactStore:
 
     # ------------------------------------------------------------------ writes
 
-    @_one_connection
     def put_file(self, local: Path, dest: str) -> None:
         """Upload the file ``local`` to ``dest``, replacing what was there (streamed)."""
         local = Path(local)
@@ -233,15 +210,12 @@ class ProxyArtifactStore:
                     self.transport.upload(route, stream, size, content_type)
                 return
             except Unavailable:
-                # A kept-alive connection the server closed meanwhile fails the first try; a
-                # PUT replaces the whole file, so sending it again on a new one is safe.
-                self.transport.close()
+                # A PUT replaces the whole file, so sending it again is safe.
                 if attempt:
                     raise
             except OSError as exc:
                 raise ModelpackError(f"Cannot read {local}: {exc.strerror or exc}.") from None
 
-    @_one_connection
     def put_dir(self, local_dir: Path, dest: str) -> None:
         """Upload every file of the tree ``local_dir`` under ``dest`` ("" is the root).
 
@@ -277,7 +251,6 @@ class ProxyArtifactStore:
         for rel in files:
             self.put_file(local_dir / rel, _join(dest, rel))
 
-    @_one_connection
     def delete(self, prefix: str) -> None:
         """Remove the file or folder at ``prefix``; a missing one is fine."""
         if prefix == "":
@@ -301,19 +274,16 @@ class ProxyArtifactStore:
                 (pending if entry.is_dir else files).append(rel)
         return sorted(files), sorted(empty)
 
-    @_one_connection
     def list_files(self, prefix: str = "") -> list[str]:
         """Every file under ``prefix``, recursively, relative to ``prefix``."""
         return self._walk(_checked(prefix) if prefix else "")[0]
 
-    @_one_connection
     def exists(self, path: str) -> bool:
         """Whether a file or folder is at ``path`` (asked of its parent's listing)."""
         path = _checked(path)
         parent, _, name = path.rpartition("/")
         return any(entry.path == path for entry in self.list(parent)) if name else False
 
-    @_one_connection
     def get_file(self, src: str, local: Path) -> None:
         """Download the artifact ``src`` to the file ``local``: streamed into a temp file
         beside it, then renamed into place."""
@@ -344,7 +314,6 @@ class ProxyArtifactStore:
                 raise ModelpackError(f"Cannot write {local}: {exc.strerror or exc}.") from None
             raise
 
-    @_one_connection
     def get_dir(self, src: str, local_dir: Path) -> None:
         """Download every file under ``src`` ("" is the root) into ``local_dir`` (created if
         missing). Names the server lists are checked before they become local paths."""
@@ -375,7 +344,6 @@ class ProxyArtifactStore:
         self._full(path)
         return None
 
-    @_one_connection
     def list(self, prefix: str = "") -> list[Any]:
         """The direct children of ``prefix``; [] when it is missing or a file."""
         full = self._full(prefix) if prefix else self.prefix

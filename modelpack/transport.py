@@ -11,6 +11,7 @@ Credentials, first found wins: ``token=``, ``MODELPACK_TRACKING_TOKEN``, ``MLFLO
 
 from __future__ import annotations
 
+import atexit
 import base64
 import http.client
 import json
@@ -34,12 +35,21 @@ from modelpack.errors import (
 )
 from modelpack.uris import redact
 
-__all__ = ["API", "Transport", "error_for"]
+__all__ = ["API", "Transport", "error_for", "shared"]
 
 API = "/api/2.0/mlflow"
 TIMEOUT_S = float(os.environ.get("MODELPACK_HTTP_TIMEOUT_S", "120"))
 RETRIES = 5  # on a refused or dropped connection, 429, 502, 503, 504
 CHUNK = 1024 * 1024
+POOL = 8  # idle connections kept per server
+# What a kept-alive connection the server closed while it sat idle fails with, before any
+# answer: the request never ran, so it is sent again on a new connection whatever its method.
+_STALE = (
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    http.client.RemoteDisconnected,
+)
 
 _ERRORS: dict[str, type[ModelpackError]] = {
     "RESOURCE_DOES_NOT_EXIST": NotFound,
@@ -109,28 +119,38 @@ class Transport:
         auth = _authorization(token, parsed)
         if auth:
             self.headers["Authorization"] = auth
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle: list[http.client.HTTPConnection] = []
 
     # ------------------------------------------------------------------ connections
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT_S)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
-            self._local.conn = conn
-        return conn
+    def _new_connection(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT_S)
+        return http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
 
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-        self._local.conn = None
+    def _acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection (``reused`` True) or a new one. Connections live in a
+        pool, not per thread, so a thread that ends (the logging queue's) leaves none open."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._new_connection(), False
+
+    def _release(self, conn: http.client.HTTPConnection, reusable: bool) -> None:
+        if reusable:
+            with self._lock:
+                if len(self._idle) < POOL:
+                    self._idle.append(conn)
+                    return
+        conn.close()
 
     def close(self) -> None:
-        self._drop()
+        """Close the idle connections (ones in use close when their request ends)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # ------------------------------------------------------------------ requests
 
@@ -160,29 +180,32 @@ class Transport:
                 send_headers["Content-Type"] = "application/json"
         send_headers.update(headers or {})
         retry = method == "GET" if idempotent is None else idempotent
-        for attempt in range(RETRIES + 1):
+        attempt = 0
+        while True:
+            conn, reused = self._acquire()
             try:
-                conn = self._connection()
                 conn.request(method, target, body=data, headers=send_headers)
                 reply = conn.getresponse()
                 payload = reply.read()
                 answer = dict(reply.getheaders())
-                if reply.will_close:
-                    self._drop()
             except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-                self._drop()
+                conn.close()
+                if reused and isinstance(exc, _STALE):
+                    continue  # the server closed it while idle: the request never ran
                 if attempt < RETRIES and (retry or _never_sent(exc)):
                     _pause(attempt)
+                    attempt += 1
                     continue
                 raise Unavailable(
                     f"Cannot reach the {self.description}: {exc or type(exc).__name__}. Is it "
                     f"running, and is the URL right?"
                 ) from None
+            self._release(conn, not reply.will_close)
             if reply.status in (429, 502, 503, 504) and attempt < RETRIES and retry:
                 _pause(attempt)
+                attempt += 1
                 continue
             return reply.status, payload, answer
-        raise AssertionError("unreachable")
 
     def call(
         self,
@@ -218,35 +241,40 @@ class Transport:
     # ------------------------------------------------------------------ streams
 
     def upload(self, path: str, stream: IO[bytes], size: int, content_type: str) -> None:
-        """PUT ``size`` bytes read from ``stream`` to ``path``, in chunks (bounded memory)."""
-        conn = self._connection()
-        headers = {
-            **self.headers,
-            "Content-Type": content_type,
-            "Content-Length": str(size),
-        }
+        """PUT ``size`` bytes read from ``stream`` to ``path``, in chunks (bounded memory). A
+        kept-alive connection found closed is replaced once, when ``stream`` can seek back."""
+        headers = {**self.headers, "Content-Type": content_type, "Content-Length": str(size)}
         what = f"The {self.description} (PUT {path})"
-        try:
-            conn.putrequest("PUT", self.prefix + path, skip_accept_encoding=True)
-            for key, value in headers.items():
-                conn.putheader(key, value)
-            conn.endheaders()
-            sent = 0
-            while sent < size:
-                chunk = stream.read(min(CHUNK, size - sent))
-                if not chunk:
-                    raise ModelpackError(f"{what}: the file shrank while it was being sent.")
-                conn.send(chunk)
-                sent += len(chunk)
-            reply = conn.getresponse()
-            payload = reply.read()
-            if reply.will_close:
-                self._drop()
-        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-            self._drop()
-            raise Unavailable(f"{what}: the upload failed: {exc}.") from None
-        if reply.status >= 400:
-            raise error_for(reply.status, payload, what)
+        start = stream.tell() if stream.seekable() else None
+        while True:
+            conn, reused = self._acquire()
+            try:
+                conn.putrequest("PUT", self.prefix + path, skip_accept_encoding=True)
+                for key, value in headers.items():
+                    conn.putheader(key, value)
+                conn.endheaders()
+                sent = 0
+                while sent < size:
+                    chunk = stream.read(min(CHUNK, size - sent))
+                    if not chunk:
+                        raise ModelpackError(f"{what}: the file shrank while it was being sent.")
+                    conn.send(chunk)
+                    sent += len(chunk)
+                reply = conn.getresponse()
+                payload = reply.read()
+            except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                conn.close()
+                if reused and start is not None and isinstance(exc, _STALE):
+                    stream.seek(start)
+                    continue
+                raise Unavailable(f"{what}: the upload failed: {exc}.") from None
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn, not reply.will_close)
+            if reply.status >= 400:
+                raise error_for(reply.status, payload, what)
+            return
 
     def download(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[bytes]:
         """GET ``path``, the body in chunks as it arrives (bounded memory). The connection is
@@ -256,12 +284,7 @@ class Transport:
             target += "?" + urllib.parse.urlencode(_query(params), doseq=True)
         what = f"The {self.description} (GET {path})"
         for attempt in range(RETRIES + 1):
-            if self.scheme == "https":
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=TIMEOUT_S
-                )
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
+            conn = self._new_connection()
             try:
                 conn.request("GET", target, headers=self.headers)
                 reply = conn.getresponse()
@@ -332,3 +355,35 @@ def _authorization(token: str | None, parsed: urllib.parse.SplitResult) -> str |
     if user and password:
         return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     return None
+
+
+_CREDENTIALS = (
+    "MODELPACK_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
+_SHARED: dict[tuple[Any, ...], Transport] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(url: str, token: str | None = None) -> Transport:
+    """The process's ``Transport`` to ``url`` (one per URL and credentials, like the SQL
+    stores' shared engines): every ``Client`` and artifact store of a server reuses its
+    kept-alive connections instead of opening (and leaving to the garbage collector) its own."""
+    key = (url.rstrip("/"), token, *(os.environ.get(name) for name in _CREDENTIALS))
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is None:
+            if not _SHARED:
+                atexit.register(_close_shared)
+            found = _SHARED[key] = Transport(url, token)
+        return found
+
+
+def _close_shared() -> None:
+    """At exit: close the kept-alive connections, which the garbage collector would report."""
+    with _SHARED_LOCK:
+        transports = list(_SHARED.values())
+    for transport in transports:
+        transport.close()

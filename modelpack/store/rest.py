@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,7 +39,7 @@ from modelpack.errors import AlreadyExists, InvalidArgument, NotFound
 from modelpack.store import rest_json as wire
 from modelpack.store import validation
 from modelpack.store.defaults import PROXY_PATH
-from modelpack.transport import Transport
+from modelpack.transport import shared as shared_transport
 from modelpack.uris import redact
 
 __all__ = ["PROXY_PATH", "PROXY_SCHEME", "RestStore"]
@@ -670,30 +668,6 @@ class RestStore:
 
 
 # ---------------------------------------------------------------------- helpers
-
-_TRANSPORTS: dict[tuple[str | None, ...], Transport] = {}
-_TRANSPORTS_LOCK = threading.Lock()
-# What a Transport reads its credentials from (modelpack.transport): part of the cache key, so
-# a token set later in the process is not answered with an older one.
-_CREDENTIALS = (
-    "MODELPACK_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-)
-
-
-def shared_transport(url: str, token: str | None = None) -> Transport:
-    """The process's ``Transport`` to ``url`` (one per URL and credentials, like the SQL
-    stores' shared engines): every ``Client`` of a server reuses its kept-alive connections,
-    where a ``Transport`` each would open (and leave to the garbage collector) one per
-    ``Client()``."""
-    key = (url.rstrip("/"), token, *(os.environ.get(name) for name in _CREDENTIALS))
-    with _TRANSPORTS_LOCK:
-        found = _TRANSPORTS.get(key)
-        if found is None:
-            found = _TRANSPORTS[key] = Transport(url, token)
-        return found
 
 
 def _check_run_id(run_id: Any) -> None:

@@ -31,10 +31,6 @@ from typing import Any
 
 import pytest
 
-# ProxyArtifactStore (modelpack/proxy_artifacts.py) opens a Transport, so a socket, per store
-# and leaves it to the garbage collector (a ResourceWarning); until it shares the process's
-# transport (modelpack.store.rest.shared_transport), the server backend lets those pass.
-UNCLOSED_SOCKETS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 SERVER_MODULES = frozenset({"test_tracking.py", "test_registry.py", "test_fluent.py"})
 # Tests that do not run through a server, and why: they read the SQL store's engine, tables
 # or files by path (meaningless through a server), or check what a server does differently by
@@ -76,7 +72,6 @@ def start_server(
         ws="none",
         access_log=False,
         http="h11",
-        timeout_keep_alive=300,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -116,7 +111,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.definition.path.name in SERVER_MODULES
         and metafunc.definition.originalname not in SQL_ONLY
     ):
-        backends.append(pytest.param("server", marks=UNCLOSED_SOCKETS))
+        backends.append("server")
     metafunc.parametrize("store_url", backends, indirect=True)
 
 

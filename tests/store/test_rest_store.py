@@ -11,17 +11,16 @@ import math
 import uuid
 
 import pytest
-from server_backend import UNCLOSED_SOCKETS, start_server
+from server_backend import start_server
 
 import modelpack
 from modelpack import resolution
+from modelpack import transport as transport_module
 from modelpack.entities import Dataset, DatasetInput, InputTag, Metric
 from modelpack.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from modelpack.store import default_artifact_root, open_store
 from modelpack.store import rest as rest_module
 from modelpack.store.rest import RestStore
-
-pytestmark = UNCLOSED_SOCKETS
 
 
 @pytest.fixture(scope="module")
@@ -464,7 +463,7 @@ def test_a_token_server_takes_the_environments_token(tmp_path, monkeypatch):
     url, stop = start_server(db, tmp_path / "artifacts", auth="token")
     try:
         _, secret = auth.create_token(open_store(db, str(tmp_path / "artifacts")), "ana", "admin")
-        for name in rest_module._CREDENTIALS:
+        for name in transport_module._CREDENTIALS:
             monkeypatch.delenv(name, raising=False)
         with pytest.raises(Unauthenticated, match="MODELPACK_TRACKING_TOKEN"):
             modelpack.Client(url).create_experiment("locked")
