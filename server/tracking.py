@@ -207,6 +207,7 @@ def create_experiment(call: Call) -> dict[str, Any]:
     tags = dict(read_pairs(call.params, "tags"))
     stored = _stored_location(call, location) if location else None
     experiment_id = call.state.store.create_experiment(name, stored, tags)
+    call.state.auth.record_creator(call, "experiment", experiment_id)  # MANAGE for its creator
     return {"experiment_id": call.state.experiment_out(experiment_id)}
 
 

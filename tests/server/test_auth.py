@@ -495,3 +495,34 @@ def test_an_access_the_check_does_not_know_is_refused(server):
             ),
             "this is a bug in the server",
         )
+
+
+def test_an_editor_writes_runs_in_the_experiment_it_created_through_mlflows_api(tmp_path):
+    from modelpack.server import create_app
+
+    app = create_app(
+        backend_store_uri=f"sqlite:///{tmp_path / 'store.db'}",
+        artifact_root=str(tmp_path / "artifacts"),
+        auth="token",
+    )
+    with TestClient(app, base_url="http://localhost") as http:
+        store = app_state(app).store
+        alice = store_auth.create_token(store, "alice", "editor")[1]
+        bob = store_auth.create_token(store, "bob", "editor")[1]
+
+        def call(path, token, body):
+            headers = {"Authorization": f"Bearer {token}"}
+            return http.post(f"{API}/mlflow/{path}", headers=headers, json=body)
+
+        experiment_id = call("experiments/create", alice, {"name": "mine"}).json()["experiment_id"]
+        run = call("runs/create", alice, {"experiment_id": experiment_id})
+        assert run.status_code == 200, run.text
+        assert run.json()["run"]["info"]["user_id"] == "alice"
+        denied(call("runs/create", bob, {"experiment_id": experiment_id}), "User 'bob' needs EDIT")
+
+
+def app_state(app):
+    """The ServerState behind ``create_app``'s app (the security layer wraps it)."""
+    while not hasattr(getattr(app, "state", None), "server"):
+        app = app.app
+    return app.state.server
