@@ -98,6 +98,25 @@ def run_uri(run_id: str, path: str) -> str:
     return f"runs:/{run_id}/{path}"
 
 
+MODELS_PREFIX = "models:/"
+RUNS_PREFIX = "runs:/"
+_LOGGED_MODEL = re.compile(r"m-[0-9a-f]{32}")
+
+
+def logged_model_uri(model_id: str) -> str:
+    """``models:/<model_id>``: an MLflow 3 LoggedModel, as its client names it in a source."""
+    return f"models:/{model_id}"
+
+
+def logged_model_id(uri: str) -> str | None:
+    """The LoggedModel id (``m-`` + 32 hex) in ``models:/<id>[/]``, else None."""
+    if uri.startswith(MODELS_PREFIX):
+        rest = uri[len(MODELS_PREFIX) :].rstrip("/")
+        if _LOGGED_MODEL.fullmatch(rest):
+            return rest
+    return None
+
+
 def parse(uri: str | os.PathLike[str]) -> Path | RunURI | ModelURI | S3URI:
     """What ``uri`` names: a local ``Path``, or the store URI it is.
 

@@ -64,7 +64,6 @@ EXT = "/modelpack"
 MAX_MODELS_PAGE = 1000
 MAX_VERSIONS_PAGE = 200_000
 _STORE_PAGE = 50_000  # the most one store search returns (modelpack.store.search.MAX_RESULTS)
-_LOGGED_MODEL = re.compile(r"m-[0-9a-f]{32}")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _UPLOAD = re.compile(r"uploads/[0-9a-f]{32}(/.*)?")
 _IN_LOGGED_MODEL = re.compile(r"(?P<prefix>.+/models/(?P<id>m-[0-9a-f]{32})/artifacts)(/.*)?")
@@ -81,11 +80,9 @@ def _tags(tags: Any) -> list[dict[str, str]]:
 
 def logged_model_of(source: str) -> str | None:
     """The LoggedModel id of a ``models:/m-<id>`` source, else None."""
-    if source.startswith("models:/"):
-        rest = source[len("models:/") :].rstrip("/")
-        if _LOGGED_MODEL.fullmatch(rest):
-            return rest
-    return None
+    from modelpack.uris import logged_model_id
+
+    return logged_model_id(source)
 
 
 def model_version_json(version: Any, state: ServerState) -> dict[str, Any]:
@@ -279,7 +276,7 @@ def locate_source(call: Call, source: str, run_id: str | None) -> Located:
     if run_id is not None:
         _run(call, run_id, source)  # a mistyped run is named before any file is read
     if source.startswith("models:"):
-        if not source.startswith("models:/"):
+        if not source.startswith(uris.MODELS_PREFIX):
             raise refuse(source, "a models: URI is models:/...")
         model_id = logged_model_of(source)
         if model_id is not None:
@@ -287,7 +284,7 @@ def locate_source(call: Call, source: str, run_id: str | None) -> Located:
             return Located(
                 model.artifact_location, "", run_id or model.source_run_id, logged_model=model_id
             )
-        if source[len("models:/") :].startswith("m-"):
+        if source[len(uris.MODELS_PREFIX) :].startswith("m-"):
             raise refuse(source, "a logged model id is 'm-' and 32 lowercase hex digits")
         try:
             parsed = uris.parse(source)
@@ -303,7 +300,7 @@ def locate_source(call: Call, source: str, run_id: str | None) -> Located:
             raise refuse(source, "the version it names is not stored in this registry")
         return Located(state.artifact_root, folder, run_id or version.run_id, registered=version)
     if source.startswith("runs:"):
-        match = re.fullmatch(r"runs:/(?P<run>[^/]+)/(?P<path>.+)", source)
+        match = re.fullmatch(re.escape(uris.RUNS_PREFIX) + r"(?P<run>[^/]+)/(?P<path>.+)", source)
         if match is None:
             raise refuse(source, "a run URI is runs:/<run_id>/<path>")
         if run_id is not None and run_id != match["run"]:

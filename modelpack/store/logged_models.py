@@ -406,13 +406,17 @@ class LoggedModelsMixin:
         ``models:/<model_id>`` (the source an MLflow 3 client sends)."""
         import sqlalchemy as sa
 
+        from modelpack.uris import logged_model_uri
+
         check_logged_model_id(model_id)
         mv, rm = t.model_versions, t.registered_models
         with self._connect() as conn:
             rows = conn.execute(
                 sa.select(rm.c.name, mv.c.version)
                 .join(rm, rm.c.id == mv.c.model)
-                .where(mv.c.source.in_([f"models:/{model_id}", f"models:/{model_id}/"]))
+                .where(
+                    mv.c.source.in_([logged_model_uri(model_id), logged_model_uri(model_id) + "/"])
+                )
                 .order_by(rm.c.name, mv.c.version)
             ).all()
         return [(r.name, r.version) for r in rows]
