@@ -22,7 +22,7 @@ from modelpack.server import (
     registry,
     tracking,
 )
-from modelpack.server.config import ServerOptions
+from modelpack.server.config import ServerOptions, with_default_hosts
 from modelpack.server.endpoints import Call, Endpoint
 from modelpack.server.state import ServerState
 from modelpack.server.wire import ApiError, error_response, json_response
@@ -137,7 +137,9 @@ def create_app(options: ServerOptions | None = None, **kwargs: Any) -> Any:
         options = ServerOptions.build(**kwargs)
     elif kwargs:
         raise InvalidArgument("Pass create_app either a ServerOptions or keywords, not both.")
-    state = ServerState(options)
+    # Secure by default: without --allowed-hosts, a loopback-bound server answers only to the
+    # loopback names (no DNS-rebinding page can drive it).
+    state = ServerState(with_default_hosts(options))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -173,4 +175,5 @@ def create_app(options: ServerOptions | None = None, **kwargs: Any) -> Any:
         exception_handlers={HTTPException: http_error, 404: http_error, 405: http_error},
     )
     app.state.server = state
+    app.state.endpoints = tuple(all_endpoints())  # for /api/openapi.json (meta cannot import app)
     return secured(app, state)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import socket
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from modelpack.errors import InvalidArgument
+from modelpack.hosts import LOOPBACK_NAMES
 
-__all__ = ["AUTH_MODES", "ServerOptions"]
+__all__ = ["AUTH_MODES", "ServerOptions", "is_loopback", "wildcard", "with_default_hosts"]
 
 AUTH_MODES = ("none", "token")
 
@@ -82,3 +86,36 @@ class ServerOptions:
                 f"Unknown server option {unknown[0]!r}. Options: {', '.join(sorted(known))}."
             )
         return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::", "[::]")
+
+
+def with_default_hosts(options: ServerOptions) -> ServerOptions:
+    """``options`` with the Host allowlist decided when none was given.
+
+    Bound to loopback: the loopback names only, so that no DNS-rebinding page can drive the
+    server. Bound elsewhere: the bound name (unless a wildcard), this machine's host names,
+    the loopback names, and any IP address (``ip``): a rebinding page's Host is always its
+    own name, never an address. A server reached by another name (a load balancer's) needs
+    ``--allowed-hosts``.
+    """
+    if options.allowed_hosts is not None:
+        return options
+    if is_loopback(options.host):
+        return dataclasses.replace(options, allowed_hosts=LOOPBACK_NAMES)
+    names = [] if wildcard(options.host) else [options.host]
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name and name.lower() not in names and name.lower() != "localhost":
+            names.append(name.lower())
+    return dataclasses.replace(options, allowed_hosts=(*names, *LOOPBACK_NAMES, "ip"))

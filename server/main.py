@@ -9,7 +9,6 @@ that workers starting together never race to migrate it.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import logging
 import os
@@ -22,8 +21,7 @@ from typing import Any
 import uvicorn
 
 from modelpack.errors import InvalidArgument
-from modelpack.hosts import LOOPBACK_NAMES
-from modelpack.server.config import ServerOptions
+from modelpack.server.config import ServerOptions, is_loopback, wildcard, with_default_hosts
 
 __all__ = [
     "ENV",
@@ -40,39 +38,6 @@ __all__ = [
 ENV = "MODELPACK_SERVER_OPTIONS"
 HEAD_LIMIT = 16 * 1024  # bytes of a request head (h11's buffer before a head is refused)
 log = logging.getLogger("modelpack.server")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _wildcard(host: str) -> bool:
-    return host in ("", "0.0.0.0", "::", "[::]")
-
-
-def with_default_hosts(options: ServerOptions) -> ServerOptions:
-    """``options`` with the Host allowlist decided when none was given.
-
-    Bound to loopback: the loopback names only, so that no DNS-rebinding page can drive the
-    server. Bound elsewhere: the bound name (unless a wildcard), this machine's host names,
-    the loopback names, and any IP address (``ip``): a rebinding page's Host is always its
-    own name, never an address. A server reached by another name (a load balancer's) needs
-    ``--allowed-hosts``.
-    """
-    if options.allowed_hosts is not None:
-        return options
-    if is_loopback(options.host):
-        return dataclasses.replace(options, allowed_hosts=LOOPBACK_NAMES)
-    names = [] if _wildcard(options.host) else [options.host]
-    for name in (socket.gethostname(), socket.getfqdn()):
-        if name and name.lower() not in names and name.lower() != "localhost":
-            names.append(name.lower())
-    return dataclasses.replace(options, allowed_hosts=(*names, *LOOPBACK_NAMES, "ip"))
 
 
 def check_exposure(options: ServerOptions) -> None:
@@ -148,7 +113,7 @@ def configure_logging(level: str) -> None:
 
 def ready_line(options: ServerOptions) -> str:
     host = options.host
-    if _wildcard(host):
+    if wildcard(host):
         host = socket.gethostname() or "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{options.port}"

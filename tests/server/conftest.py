@@ -32,7 +32,7 @@ def server_app(tmp_path):
 
     url = f"sqlite:///{tmp_path}/db.sqlite"
     app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "artifacts"))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
         yield client, state_of(app)
     engines.dispose(url)
 

@@ -508,7 +508,7 @@ def test_with_tokens_the_history_names_the_token_user(tmp_path, saved_package):
 
     url = f"sqlite:///{tmp_path}/tokens.sqlite"
     app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "art"), auth="token")
-    with TestClient(app, raise_server_exceptions=False) as http:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as http:
         state = app.app.state.server if hasattr(app, "app") else app.state.server
 
         def headers(user, role):
@@ -574,7 +574,7 @@ def pg_server(tmp_path):
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
         app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "artifacts"))
-        with TestClient(app, raise_server_exceptions=False) as client:
+        with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
             yield client, app.app.state.server if hasattr(app, "app") else app.state.server
     finally:
         engines.dispose(url)
@@ -639,7 +639,7 @@ def s3_server(tmp_path, monkeypatch):
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
         url = f"sqlite:///{tmp_path}/s3.sqlite"
         app = create_app(backend_store_uri=url, artifact_root="s3://models/root")
-        with TestClient(app, raise_server_exceptions=False) as http:
+        with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as http:
             yield http, app.app.state.server if hasattr(app, "app") else app.state.server
         engines.dispose(url)
     finally:

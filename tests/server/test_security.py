@@ -350,7 +350,7 @@ def test_an_error_in_a_create_app_route_is_a_500_without_detail(tmp_path, caplog
     url = f"sqlite:///{tmp_path}/db.sqlite"
     app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "a"))
     app.app.router.routes.append(Route("/api/2.0/test-only/fails", fails))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
         with caplog.at_level(logging.ERROR, logger="modelpack.server"):
             r = client.get("/api/2.0/test-only/fails")
     engines.dispose(url)
@@ -446,7 +446,7 @@ def test_with_tokens_the_real_check_answers_401_and_public_paths_pass(tmp_path):
 
     url = f"sqlite:///{tmp_path}/db.sqlite"
     app = create_app(backend_store_uri=url, artifact_root=str(tmp_path / "a"), auth="token")
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
         for path in ("/api/3.0/mlflow/server-info", "/api/2.0/no-such-route", "/ui"):
             r = client.get(path)
             assert r.status_code == 401, path

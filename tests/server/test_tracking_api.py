@@ -480,7 +480,7 @@ def test_idempotency_and_store_queries_on_postgresql(postgres_url, tmp_path):
     from modelpack.server import create_app
 
     app = create_app(backend_store_uri=postgres_url, artifact_root=str(tmp_path / "artifacts"))
-    with TestClient(app, raise_server_exceptions=False) as api:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as api:
         run_id = new_run(api)
         body = {
             "run_id": run_id,
