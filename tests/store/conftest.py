@@ -6,6 +6,11 @@ import os
 import uuid
 
 import pytest
+from server_backend import (  # noqa: F401 - the "server" backend of the store tests
+    pytest_generate_tests,
+    server_store_template,
+    store_url,
+)
 
 # Dummy credentials, and no profile, config file or endpoint from the developer's machine.
 _AWS_ENV = {
