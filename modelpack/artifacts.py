@@ -16,13 +16,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from modelpack import atomic
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
+from modelpack.file_info import TMP_PREFIX, FileInfo
 from modelpack.paths import MAX_PATH_BYTES, check_length, check_relative, resolve_inside
 from modelpack.uris import redact
 
@@ -37,23 +37,9 @@ __all__ = [
 ]
 
 ENDPOINT_ENV = "MODELPACK_S3_ENDPOINT_URL"
-_TMP_PREFIX = ".modelpack-tmp-"  # in-flight writes; never listed
 _DELETE_BATCH = 1000  # the most keys S3's DeleteObjects accepts per call
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")  # 2+ chars, so "C:" is not a scheme
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{1,254}$")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One entry of a listing: ``path`` is relative to the store root, ``size`` None for dirs."""
-
-    path: str
-    is_dir: bool
-    size: int | None
-
-    @property
-    def file_size(self) -> int | None:  # MLflow's name for size
-        return self.size
 
 
 class ArtifactStore(Protocol):
@@ -100,7 +86,7 @@ def artifact_store(uri: str) -> ArtifactStore:
     if scheme in ("http", "https", "mlflow-artifacts"):
         from modelpack.proxy_artifacts import proxy_store
 
-        return proxy_store(uri, FileInfo)  # a tracking server's artifact proxy
+        return proxy_store(uri)  # a tracking server's artifact proxy
     raise InvalidArgument(
         f"Unsupported artifact store URI {redact(uri)!r} (scheme {scheme!r}). "
         "Supported: a local path, file:///abs/dir, s3://bucket/prefix."
@@ -221,7 +207,7 @@ def _walk_local(top: Path) -> tuple[list[str], list[str]]:
     while pending:
         rel_dir = pending.pop()
         with os.scandir(os.path.join(top, rel_dir)) as scan:
-            entries = [e for e in scan if not e.name.startswith(_TMP_PREFIX)]
+            entries = [e for e in scan if not e.name.startswith(TMP_PREFIX)]
         if not entries:
             empty.append(rel_dir)
         for entry in entries:
@@ -254,7 +240,7 @@ def _local_source(local: Path, want_dir: bool) -> Path:
 
 def _copy_atomic(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst`` through a synced temp file, so readers see all of it or none."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=_TMP_PREFIX)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=TMP_PREFIX)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
@@ -366,7 +352,7 @@ class LocalArtifactStore:
         with file_errors(f"Cannot delete artifact {_short(prefix)} in {self.uri}"):
             if path.is_dir():
                 # Rename first, so readers never see a half-deleted tree under the real name.
-                doomed = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+                doomed = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}")
                 os.replace(path, doomed)
                 shutil.rmtree(doomed)
             else:
@@ -387,7 +373,7 @@ class LocalArtifactStore:
             prefix = _checked(prefix, self.uri) if prefix else ""  # normalised: "a//b" is "a/b"
             with os.scandir(top) as entries:
                 for e in entries:
-                    if e.name.startswith(_TMP_PREFIX):
+                    if e.name.startswith(TMP_PREFIX):
                         continue
                     is_dir = e.is_dir(follow_symlinks=False)
                     size = None if is_dir else e.stat(follow_symlinks=False).st_size

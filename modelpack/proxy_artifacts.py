@@ -20,14 +20,13 @@ import mimetypes
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelpack import atomic
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound, Unavailable
+from modelpack.file_info import TMP_PREFIX, FileInfo
 from modelpack.paths import check_length, check_relative, resolve_inside
 from modelpack.uris import redact
 
@@ -42,21 +41,6 @@ __all__ = [
 
 ROUTE = "/api/2.0/mlflow-artifacts/artifacts"
 SCHEME = "mlflow-artifacts"
-_TMP_PREFIX = ".modelpack-tmp-"  # in-flight downloads; the same prefix local stores skip
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One entry of a listing, shaped as ``modelpack.artifacts.FileInfo`` (which
-    ``artifact_store`` hands in as ``file_info``; this one serves a store built directly)."""
-
-    path: str
-    is_dir: bool
-    size: int | None
-
-    @property
-    def file_size(self) -> int | None:
-        return self.size
 
 
 # ---------------------------------------------------------------------- URIs
@@ -115,12 +99,12 @@ def parse_proxy_uri(uri: str, tracking_uri: str | None = None) -> tuple[str, str
     return server, urllib.parse.unquote(rest).strip("/")
 
 
-def proxy_store(uri: str, file_info: Callable[[str, bool, int | None], Any] | None = None) -> Any:
+def proxy_store(uri: str) -> Any:
     """The ``ProxyArtifactStore`` of a proxy URI (see ``parse_proxy_uri``)."""
     found = parse_proxy_uri(uri)
     if found is None:
         raise InvalidArgument(f"{redact(uri)!r} is not an artifact proxy URI.")
-    return ProxyArtifactStore(found[0], found[1], file_info=file_info)
+    return ProxyArtifactStore(found[0], found[1])
 
 
 # ---------------------------------------------------------------------- the store
@@ -159,8 +143,6 @@ class ProxyArtifactStore:
         prefix: the folder under the proxy's root this store is rooted at ("" is the root).
         token: the bearer token (default: ``MODELPACK_TRACKING_TOKEN`` or MLflow's variables,
             as ``modelpack.transport.Transport`` reads them).
-        file_info: the class of listing entries (``artifact_store`` passes
-            ``modelpack.artifacts.FileInfo``).
     """
 
     def __init__(
@@ -169,7 +151,6 @@ class ProxyArtifactStore:
         prefix: str = "",
         *,
         token: str | None = None,
-        file_info: Callable[[str, bool, int | None], Any] | None = None,
     ) -> None:
         from modelpack.transport import shared
 
@@ -179,7 +160,6 @@ class ProxyArtifactStore:
         self.server_url = self.transport.url
         self.uri = proxy_uri(self.server_url, self.prefix)
         self.shown = redact(self.uri)  # the URI in messages: never a password
-        self._entry = file_info or Entry
 
     def __repr__(self) -> str:
         return f"ProxyArtifactStore({self.shown!r})"
@@ -293,7 +273,7 @@ class ProxyArtifactStore:
             raise InvalidArgument(f"Download target {local} is a folder; a file cannot replace it.")
         _mkdirs(local.parent)
         try:
-            fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=_TMP_PREFIX)
+            fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=TMP_PREFIX)
         except OSError as exc:
             raise ModelpackError(f"Cannot write into {local.parent}: {exc.strerror}.") from None
         try:
@@ -366,5 +346,5 @@ class ProxyArtifactStore:
             size = item.get("file_size")
             if is_dir or isinstance(size, bool) or not isinstance(size, int):
                 size = None
-            out.append(self._entry(_join(base, name), is_dir, size))
+            out.append(FileInfo(_join(base, name), is_dir, size))
         return sorted(out, key=lambda f: f.path)

@@ -41,6 +41,7 @@ from starlette.responses import Response, StreamingResponse
 from modelpack import atomic
 from modelpack.artifacts import ArtifactStore, artifact_store, makedirs
 from modelpack.errors import FormatError, InvalidArgument, ModelpackError, NotFound
+from modelpack.file_info import TMP_PREFIX
 from modelpack.paths import check_length, check_relative
 from modelpack.server.endpoints import (
     ADMIN,
@@ -59,8 +60,6 @@ log = logging.getLogger("modelpack.server")
 
 ROUTE = "/mlflow-artifacts/artifacts"
 CHUNK = 1024 * 1024  # what a request handler holds of a body at a time
-# In-flight uploads beside their destination: the prefix local stores never list.
-TMP_PREFIX = ".modelpack-tmp-"
 MAX_DEPTH = 64  # folders deep that an artifact path may look for its experiment's location
 
 REGISTRY = "registry"
