@@ -109,3 +109,23 @@ def test_synchronous_logging_raises_the_stores_error_at_the_call(client, run_id,
     with client.store.engine.connect() as conn:  # stored before the call returned
         rows = conn.exec_driver_sql("SELECT count(*) FROM metrics").scalar()
     assert rows == 1
+
+
+def test_the_with_block_raises_what_was_lost_and_the_run_still_ends(tracking_env):
+    with pytest.raises(NotStored, match=r"\(params 'lr'\): Param 'lr' was already logged"):
+        with modelpack.start_run() as run:
+            modelpack.Client().store.log_batch(run.info.run_id, params={"lr": "0.1"})
+            modelpack.log_param("lr", "0.2")
+    assert modelpack.active_run() is None
+    assert modelpack.get_run(run.info.run_id).info.status == "FINISHED"
+    with pytest.raises(ZeroDivisionError) as raised:  # the block's own error stays the one seen
+        with modelpack.start_run() as run:
+            modelpack.Client().store.log_batch(run.info.run_id, params={"lr": "0.1"})
+            modelpack.log_param("lr", "0.2")
+            raise ZeroDivisionError("the training failed")
+    assert any("Param 'lr' was already logged" in note for note in raised.value.__notes__)
+    assert modelpack.get_run(run.info.run_id).info.status == "FAILED"
+    assert modelpack.active_run() is None
+    modelpack.log_metric("after", 1.0)  # a new run, started on its own, takes logging again
+    modelpack.flush()
+    assert modelpack.active_run().data.metrics == {"after": 1.0}
