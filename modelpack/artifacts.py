@@ -679,12 +679,17 @@ def fetch(
 
 
 def _run_artifact_uri(run_id: str, tracking_uri: str | None) -> str:
-    """The artifact URI of the run ``run_id``, read from the store's ``runs`` table."""
+    """The artifact URI of the run ``run_id``, read from the store's ``runs`` table (or asked
+    of the server, for an http(s) tracking URI)."""
     import sqlalchemy as sa
 
     from modelpack.store import defaults, engines, schema
 
     url = tracking_uri or defaults.default_tracking_uri()
+    if url.startswith(("http://", "https://")):  # a modelpack server: ask it
+        from modelpack.store import open_store
+
+        return str(open_store(url).get_run(run_id).info.artifact_uri)
     engine = engines.engine_for(url, create=False)
     with engines.translated(engine), engine.connect() as conn:
         found = conn.execute(

@@ -123,10 +123,18 @@ def import_mlflow(
         already or failed (with why). One object that fails does not stop the others.
     """
     from modelpack import gc
+    from modelpack.store import is_remote
 
+    store = client.store
+    if is_remote(store):
+        raise InvalidArgument(
+            f"import-mlflow writes the store's database directly (keeping MLflow's ids), so it "
+            f"cannot write through the server {redact(client.tracking_uri)}: import into "
+            f"the server's own store instead (--to postgresql://... or sqlite:///..., the URI "
+            f"the server was started with)."
+        )
     reader = open_reader(source, artifacts_destination)
     report = ImportReport(reader.description)
-    store = client.store
     experiments = reader.experiments()
     runs = [(e, r) for e in experiments for r in reader.runs(e)]
     models = reader.registered_models()
@@ -313,7 +321,7 @@ def _model(
 ) -> None:
     from modelpack.store import imports
 
-    engine = client.store.engine
+    engine = _engine(client)
     try:
         model_id = imports.registered_model_id(engine, model.name)
         if model_id is not None:
@@ -354,7 +362,7 @@ def _version(
 ) -> None:
     from modelpack.store import imports
 
-    engine = client.store.engine
+    engine = _engine(client)
     try:
         there = imports.version_sources(engine, model_id)
         if v.version in there:
@@ -405,7 +413,7 @@ def _register(
         try:
             root.put_dir(package, relative)
             imports.insert_version(
-                client.store.engine,
+                _engine(client),
                 model_id,
                 model.name,
                 imports.VersionRecord(
@@ -461,3 +469,13 @@ def _aliases(engine: Any, model_id: str, model: SourceModel, report: ImportRepor
             report._count("aliases", "failed", what, _reason(exc))
             continue
         report._count("aliases", "copied")
+
+
+def _engine(client: Client) -> Any:
+    """The SQL engine of ``client``'s store (``import_mlflow`` refused a server's at the start)."""
+    from modelpack.store.sql import SqlStore
+
+    store = client.store
+    if not isinstance(store, SqlStore):
+        raise InvalidArgument("import-mlflow needs a database store, not a server.")
+    return store.engine

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 
 import pytest
 from server_backend import start_server
@@ -477,3 +478,23 @@ def test_a_token_server_takes_the_environments_token(tmp_path, monkeypatch):
     finally:
         stop()
         engines.dispose(db)
+
+
+def test_download_artifacts_of_a_run_asks_the_server_for_its_location(client, url, tmp_path):
+    from modelpack.artifacts import download_artifacts
+
+    run = client.create_run(client.create_experiment(f"dl-{uuid.uuid4().hex[:6]}"))
+    note = tmp_path / "note.txt"
+    note.write_text("through the proxy")
+    client.log_artifact(run.info.run_id, str(note), "docs")
+    got = download_artifacts(run_id=run.info.run_id, artifact_path="docs/note.txt",
+                             dst_path=str(tmp_path / "out"))  # fmt: skip
+    assert Path(got).read_text() == "through the proxy"
+
+
+def test_import_mlflow_into_a_server_is_refused_naming_what_to_do_instead(client, tmp_path):
+    from modelpack.mlflow_store import import_mlflow
+
+    (tmp_path / "mlruns").mkdir()
+    with pytest.raises(InvalidArgument, match="import into the server's own store instead"):
+        import_mlflow(str(tmp_path / "mlruns"), client)
