@@ -572,10 +572,37 @@ def _order(call: Call) -> list[str]:
     return strings(call.params, "order_by")
 
 
+# MLflow 3's clients add a clause on this tag to every registry search ("tag.`...` != 'true'",
+# to leave prompts out), which MLflow's store answers by excluding prompts: models have no
+# such tag, so the clause taken literally would match nothing.
+_PROMPT_CLAUSE = re.compile(
+    r"""(?:\s+AND\s+)?tags?\.(?:`mlflow\.prompt\.is_prompt`|"mlflow\.prompt\.is_prompt"|"""
+    r"""mlflow\.prompt\.is_prompt)\s*(?P<op>!=|=)\s*'(?P<value>true|false)'(?:\s+AND\s+)?""",
+    re.IGNORECASE,
+)
+
+
+def without_prompt_clause(filter_string: str | None) -> tuple[str | None, bool]:
+    """``filter_string`` without MLflow's prompt clause, and whether it asked for prompts
+    (this registry holds none, so such a search finds nothing)."""
+    if not filter_string:
+        return filter_string, False
+    match = _PROMPT_CLAUSE.search(filter_string)
+    if match is None:
+        return filter_string, False
+    wants = (match["op"] == "=") == (match["value"].lower() == "true")
+    before, after = filter_string[: match.start()].strip(), filter_string[match.end() :].strip()
+    rest = f"{before} AND {after}" if before and after else before or after
+    return (rest or None), wants
+
+
 def search_registered_models(call: Call) -> dict[str, Any]:
     size = integer(call.params, "max_results", 100, low=1, high=MAX_MODELS_PAGE) or 100
+    filter_string, prompts = without_prompt_clause(optional_text(call.params, "filter"))
+    if prompts:
+        return {"registered_models": []}
     models, token = call.state.store.search_registered_models(
-        optional_text(call.params, "filter"),
+        filter_string,
         size,
         _order(call),
         optional_text(call.params, "page_token"),
@@ -699,7 +726,9 @@ def search_model_versions(call: Call) -> dict[str, Any]:
     store = call.state.store
     from modelpack.store import search as store_search
 
-    filter_string = optional_text(call.params, "filter")
+    filter_string, prompts = without_prompt_clause(optional_text(call.params, "filter"))
+    if prompts:
+        return {"model_versions": []}
     token = optional_text(call.params, "page_token")
     offset = store_search.decode_token(token)
     found: list[Any] = []

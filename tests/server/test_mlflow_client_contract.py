@@ -131,6 +131,16 @@ def _():
             "version_aliases": list(by_alias.aliases)}
 
 
+@step("registry_searches")
+def _():
+    # MLflow 3 adds "tag.`mlflow.prompt.is_prompt` != 'true'" to every registry search.
+    return {
+        "models": [m.name for m in client.search_registered_models()],
+        "named": [m.name for m in client.search_registered_models(f"name = '{MODEL}'")],
+        "versions": sorted(v.version for v in client.search_model_versions(f"name = '{MODEL}'")),
+    }
+
+
 @step("load_production")
 def _():
     return mlflow.pyfunc.load_model(f"models:/{MODEL}/Production").predict(frame).tolist()
@@ -327,6 +337,11 @@ def test_stage_transitions_move_version_2_to_staging_then_production(contract):
 def test_the_alias_points_at_version_1(contract):
     alias = contract.value("alias")
     assert alias == {"version": "1", "aliases": {"champion": "1"}, "version_aliases": ["champion"]}
+
+
+def test_registry_searches_find_the_model_despite_mlflows_prompt_clause(contract):
+    found = contract.value("registry_searches")
+    assert found == {"models": [MODEL], "named": [MODEL], "versions": ["1", "2"]}
 
 
 def test_pyfunc_loads_the_production_stage_and_predicts(contract):
