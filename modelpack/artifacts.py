@@ -687,9 +687,9 @@ def _run_artifact_uri(run_id: str, tracking_uri: str | None) -> str:
 
     url = tracking_uri or defaults.default_tracking_uri()
     if url.startswith(("http://", "https://")):  # a modelpack server: ask it
-        from modelpack.store import open_store
+        from modelpack.store.rest import RestStore
 
-        return str(open_store(url).get_run(run_id).info.artifact_uri)
+        return str(RestStore(url).get_run(run_id).info.artifact_uri)
     engine = engines.engine_for(url, create=False)
     with engines.translated(engine), engine.connect() as conn:
         found = conn.execute(

@@ -125,11 +125,12 @@ def set_tracking_uri(uri: str) -> None:
     if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"Expected a tracking URI, got {uri!r}.")
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    if scheme not in ("sqlite", "postgresql", "postgres"):
+    if scheme not in ("sqlite", "postgresql", "postgres", "http", "https"):
         raise InvalidArgument(
-            f"Tracking URI {redact(uri)!r}: modelpack's tracking store is SQLite or PostgreSQL "
-            f"(sqlite:///path/modelpack.db, postgresql://user@host/db). MLflow would have "
-            f"accepted a folder, file: or http(s): URI here; to bring such a store over, run "
+            f"Tracking URI {redact(uri)!r}: modelpack's tracking store is SQLite, PostgreSQL "
+            f"or a modelpack server (sqlite:///path/modelpack.db, postgresql://user@host/db, "
+            f"http://host:5000). MLflow would have accepted a folder or file: URI here; to "
+            f"bring such a store over, run "
             f"`modelpack import-mlflow --from {redact(uri)} --to sqlite:///modelpack.db`."
         )
     os.environ["MODELPACK_TRACKING_URI"] = uri

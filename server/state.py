@@ -24,7 +24,8 @@ PROXY_SCHEME = "mlflow-artifacts:"
 class ServerState:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
-        self.client = Client(options.backend_store_uri, options.artifact_root)
+        # synchronous: whatever a handler logs is stored before the answer says it is
+        self.client = Client(options.backend_store_uri, options.artifact_root, synchronous=True)
         self.artifact_root = self.client.artifact_root.rstrip("/")
         self._lock = threading.Lock()
         self._default_id: str | None = None

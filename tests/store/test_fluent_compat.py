@@ -348,9 +348,11 @@ def test_download_artifacts_module_function(tracking_env, tmp_path):
 
 
 def test_tracking_uris_mlflow_accepts_and_modelpack_does_not(tracking_env, monkeypatch):
-    for uri in ("file:./mlruns", "http://127.0.0.1:5000", "./mlruns"):
-        with pytest.raises(InvalidArgument, match=r"SQLite or PostgreSQL.*modelpack import-mlflow"):
+    for uri in ("file:./mlruns", "./mlruns"):
+        with pytest.raises(InvalidArgument, match=r"SQLite, PostgreSQL.*modelpack import-mlflow"):
             modelpack.set_tracking_uri(uri)
+    modelpack.set_tracking_uri("http://127.0.0.1:5000")  # a modelpack server
+    assert modelpack.get_tracking_uri() == "http://127.0.0.1:5000"
     monkeypatch.delenv("MODELPACK_TRACKING_URI")
     modelpack.set_tracking_uri(tracking_env)
     assert modelpack.get_tracking_uri() == tracking_env

@@ -230,7 +230,7 @@ def test_registry_writes_commit_durably_on_sqlite(client, package):
     run_id = client.create_run(client.create_experiment("e")).info.run_id
     writes = {
         # A tracking write first and last: those stay on the faster setting.
-        "set_tag": lambda: client.set_tag(run_id, "k", "v"),
+        "set_tag": lambda: client.set_tag(run_id, "k", "v", synchronous=True),
         "create_registered_model": lambda: client.create_registered_model("Churn"),
         "register_model": lambda: client.register_model(package, "Churn"),
         "update_registered_model": lambda: client.update_registered_model("Churn", "d"),
@@ -251,7 +251,7 @@ def test_registry_writes_commit_durably_on_sqlite(client, package):
         "rename_registered_model": lambda: client.rename_registered_model("Churn", "Attrition"),
         "delete_model_version": lambda: client.delete_model_version("Attrition", 1, force=True),
         "delete_registered_model": lambda: client.delete_registered_model("Attrition"),
-        "log_param": lambda: client.log_param(run_id, "depth", 3),
+        "log_param": lambda: client.log_param(run_id, "depth", 3, synchronous=True),
     }
     engine = client.store.engine
     listeners = [("before_cursor_execute", on_execute), ("commit", on_commit),

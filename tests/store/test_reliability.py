@@ -74,7 +74,7 @@ client.store
 for i in range(int(rounds)):
     barrier(os.path.join(sync, f"ready-{i}-{me}"), os.path.join(sync, f"go-{i}"))
     try:
-        client.log_param(run_id, f"p{i}", value)
+        client.log_param(run_id, f"p{i}", value, synchronous=True)
         result = [None, None]
     except Exception as exc:
         result = [f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)]

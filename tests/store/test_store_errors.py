@@ -155,4 +155,4 @@ def test_a_database_that_went_away_is_named(doomed_database, package, tmp_path):
     with pytest.raises(ModelpackError, match=gone):
         client.transition_model_version_stage("Churn", 1, "Production")
     with pytest.raises(ModelpackError, match=gone):
-        client.log_metric(run_id, "loss", 1.0)  # the metrics fast path, on the driver
+        client.log_metric(run_id, "loss", 1.0, synchronous=True)  # the metrics fast path
