@@ -22,11 +22,11 @@ from starlette.routing import Route
 from modelpack import uris
 from modelpack._version import __version__
 from modelpack.errors import ModelpackError
+from modelpack.hosts import HostCheck, host_header
 from modelpack.serving import codecs
 from modelpack.serving.config import ServeOptions
 from modelpack.serving.deployment import Deployment, Loaded
 from modelpack.serving.errors import HTTPError, mlflow_body, shown, v2_body
-from modelpack.hosts import HostCheck, host_header
 from modelpack.serving.metrics import Metrics
 from modelpack.serving.openapi import document
 

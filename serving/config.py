@@ -9,7 +9,6 @@ from modelpack.errors import InvalidArgument
 from modelpack.hosts import parse_hosts, parse_size
 
 
-
 @dataclass(frozen=True)
 class ServeOptions:
     """Everything ``modelpack serve`` takes besides the URI."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import modelpack
-from modelpack.serving.config import ServeOptions
 from modelpack.hosts import HostCheck
+from modelpack.serving.config import ServeOptions
 from modelpack.serving.server import with_default_hosts
 
 REFUSED = (
