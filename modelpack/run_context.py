@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["current_user", "source_tags", "user_source"]
+__all__ = ["current_user", "git_commit", "source_tags", "user_source"]
 
 
 def current_user() -> str:
@@ -21,16 +22,21 @@ def current_user() -> str:
         return "unknown"
 
 
-def _installed(path: Path) -> bool:
-    """Whether ``path`` belongs to a Python installation (a runner like pytest or ipykernel,
-    the standard library, a console script) rather than to the user's own code."""
+@functools.cache
+def _installation_roots() -> tuple[str, ...]:
     import site
     import sysconfig
 
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")}
     roots |= {site.getusersitepackages(), os.path.join(site.getuserbase(), "bin")}
-    return any(path.is_relative_to(root) for root in roots if root)
+    return tuple(root for root in roots if root)
+
+
+def _installed(path: Path) -> bool:
+    """Whether ``path`` belongs to a Python installation (a runner like pytest or ipykernel,
+    the standard library, a console script) rather than to the user's own code."""
+    return any(path.is_relative_to(root) for root in _installation_roots())
 
 
 def user_source() -> Path | None:
@@ -58,13 +64,20 @@ def source_tags() -> dict[str, str]:
         "modelpack.user": current_user(),
         "modelpack.source.name": str(source) if source else "<interactive>",
     }
-    folder = source.parent if source else Path.cwd()
+    commit = git_commit(source.parent if source else Path.cwd())
+    if commit:
+        tags["modelpack.source.git.commit"] = commit
+    return tags
+
+
+@functools.lru_cache(maxsize=64)
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out where ``folder`` is, once per folder and process (asking git is
+    a subprocess: several milliseconds, which a sweep of many runs would pay each run)."""
     try:
-        commit = subprocess.run(
+        found = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
-        return tags
-    if commit.returncode == 0 and commit.stdout.strip():
-        tags["modelpack.source.git.commit"] = commit.stdout.strip()
-    return tags
+        return None
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None

@@ -62,10 +62,42 @@ _RUN_STATE = {
 }
 
 
-def _by_key(rows: list[tuple]) -> list[tuple]:
-    """Metric rows in key order (stable: a key's points keep theirs), so two writers of one
-    run's latest_metrics lock its rows in the same order and cannot deadlock."""
-    return sorted(rows, key=lambda row: row[1])
+def _latest_by_key(rows: list[tuple]) -> list[tuple]:
+    """Of a batch's metric rows, the one per key that the upsert would leave in latest_metrics
+    (the highest (step, timestamp), the last of equals), in key order: the upsert then writes
+    one row per key instead of one per point, and two writers of one run's latest_metrics lock
+    its rows in the same order, so they cannot deadlock."""
+    best: dict[str, tuple] = {}
+    for row in rows:
+        held = best.get(row[1])
+        if held is None or (row[4], row[3]) >= (held[4], held[3]):
+            best[row[1]] = row
+    return [best[key] for key in sorted(best)]
+
+
+COPY_FROM = 64  # points from which PostgreSQL's COPY beats an executemany of INSERTs
+_COPY_METRICS = "COPY metrics (run_id, key, value, timestamp, step) FROM STDIN"
+
+
+def _insert_points(cursor: Any, rows: list[tuple], qmark: bool) -> None:
+    """Append ``rows`` to the history and bring latest_metrics up to them, on the driver's
+    cursor (COPY for a large batch on PostgreSQL: several times faster than INSERTs)."""
+    insert, upsert = _METRIC_SQL[qmark]
+    if len(rows) == 1:
+        cursor.execute(insert, rows[0])
+        cursor.execute(upsert, rows[0])
+        return
+    if not qmark and len(rows) >= COPY_FROM:
+        with cursor.copy(_COPY_METRICS) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cursor.executemany(insert, rows)
+    latest = _latest_by_key(rows)
+    if len(latest) == 1:
+        cursor.execute(upsert, latest[0])
+    else:
+        cursor.executemany(upsert, latest)
 
 
 MAX_IDEMPOTENCY_KEY = 64  # the idempotency_keys.key column
@@ -293,10 +325,28 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
     ) -> Run:
         run_id = uuid.uuid4().hex
         name = validation.name(run_name, "Run name") if run_name else f"run-{run_id[:8]}"
-        experiment = self.get_experiment(experiment_id)
-        if experiment.lifecycle_stage != ACTIVE:
-            raise InvalidArgument(f"Experiment {experiment.name!r} is deleted; restore it first.")
+        checked = {
+            validation.name(k, "Tag key"): validation.text(v, f"Tag {k!r}")
+            for k, v in (tags or {}).items()
+        }
+        started = now_ms() if start_time is None else start_time
+        # One round of statements (a sweep creates thousands of runs): the experiment's row,
+        # the run, its tags in one executemany, and the Run built from what was written.
         with self._begin() as conn:
+            experiment = conn.execute(
+                sa.select(
+                    t.experiments.c.name,
+                    t.experiments.c.lifecycle_stage,
+                    t.experiments.c.artifact_location,
+                ).where(t.experiments.c.experiment_id == experiment_id)
+            ).one_or_none()
+            if experiment is None:
+                raise NotFound(f"No experiment with id {experiment_id!r}.")
+            if experiment.lifecycle_stage != ACTIVE:
+                raise InvalidArgument(
+                    f"Experiment {experiment.name!r} is deleted; restore it first."
+                )
+            artifact_uri = f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts"
             conn.execute(
                 t.runs.insert().values(
                     run_id=run_id,
@@ -304,15 +354,34 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
                     run_name=name,
                     user_id=user_id,
                     status=RunStatus.RUNNING,
-                    start_time=now_ms() if start_time is None else start_time,
+                    start_time=started,
                     end_time=None,
                     lifecycle_stage=ACTIVE,
-                    artifact_uri=f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts",
+                    artifact_uri=artifact_uri,
                     parent_run_id=parent_run_id,
                 )
             )
-            self._write_tags(conn, run_id, tags or {})
-        return self.get_run(run_id)
+            if checked:  # a new run has no tags yet: plain inserts
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in checked.items()],
+                )
+        return Run(
+            info=RunInfo(
+                run_id=run_id,
+                experiment_id=experiment_id,
+                run_name=name,
+                user_id=user_id,
+                status=RunStatus.RUNNING,
+                start_time=at_ms(started),
+                end_time=None,
+                artifact_uri=artifact_uri,
+                lifecycle_stage=ACTIVE,
+                parent_run_id=parent_run_id,
+            ),
+            data=RunData(params={}, metrics={}, tags=dict(checked)),
+            inputs=RunInputs(()),
+        )
 
     def _run_row(self, conn: sa.Connection, run_id: str) -> Any:
         if not isinstance(run_id, str) or not run_id:
@@ -388,8 +457,14 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
         if run_name is not None:
             values["run_name"] = validation.name(run_name, "Run name")
         with self._begin() as conn:
-            self._run_row(conn, run_id)
-            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+            if not values:
+                self._run_row(conn, run_id)
+                return
+            changed = conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id).values(**values)
+            ).rowcount
+            if not changed:
+                self._run_row(conn, run_id)  # names a missing run (or a malformed id)
 
     def resume_run(self, run_id: str, run_name: str | None = None) -> None:
         """Set an ended run RUNNING again (``start_run(run_id=...)``); its end time is cleared."""
@@ -546,13 +621,7 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
             if key is not None and not _claim_key(execute, dialect, key, run_id):
                 raw.rollback()  # a concurrent retry of this batch stored it first
                 return
-            insert, upsert = _METRIC_SQL[qmark]
-            if len(rows) == 1:
-                cursor.execute(insert, rows[0])
-                cursor.execute(upsert, rows[0])
-            else:
-                cursor.executemany(insert, rows)
-                cursor.executemany(upsert, _by_key(rows))
+            _insert_points(cursor, rows, qmark)
             raw.commit()
         except BaseException:
             with contextlib.suppress(Exception):  # a lost connection cannot roll back either
@@ -564,13 +633,15 @@ class SqlStore(RegistryMixin, ExperimentsMixin, LoggedModelsMixin):
     def _write_metrics(self, conn: sa.Connection, run_id: str, points: list[Metric]) -> None:
         # The hot path of metric logging: plain SQL, no statement compilation. The upsert
         # keeps latest_metrics at the highest (step, timestamp) in the same transaction.
-        sql = _METRIC_SQL[conn.dialect.paramstyle == "qmark"]
         rows = [
             (run_id, m.key, None if m.value != m.value else m.value, m.timestamp, m.step)
             for m in points
         ]
-        conn.exec_driver_sql(sql[0], rows if len(rows) > 1 else rows[0])
-        conn.exec_driver_sql(sql[1], _by_key(rows) if len(rows) > 1 else rows[0])
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            _insert_points(cursor, rows, conn.dialect.paramstyle == "qmark")
+        finally:
+            cursor.close()
 
     def log_inputs(self, run_id: str, dataset_inputs: Sequence[DatasetInput]) -> None:
         """Record the datasets a running run used, in one transaction."""
