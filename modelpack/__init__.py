@@ -23,7 +23,10 @@ from modelpack.errors import (
     MissingDependency,
     ModelpackError,
     NotFound,
+    PermissionDenied,
     SchemaError,
+    Unauthenticated,
+    Unavailable,
     UnknownFlavor,
 )
 from modelpack.experiments import (
@@ -34,6 +37,7 @@ from modelpack.experiments import (
     search_experiments,
     set_experiment,
 )
+from modelpack.log_queue import NotStored
 from modelpack.manifest import Manifest
 from modelpack.media import log_dict, log_figure, log_image, log_table, log_text
 from modelpack.package import Package, load, save, verify
@@ -130,6 +134,10 @@ __all__ = [
     "MissingDependency",
     "ModelpackError",
     "NotFound",
+    "NotStored",
+    "PermissionDenied",
+    "Unauthenticated",
+    "Unavailable",
     "Package",
     "ParamSpec",
     "PythonModel",

@@ -139,7 +139,7 @@ def serve(options: ServerOptions) -> None:
         "host": options.host,
         "port": options.port,
         "log_level": options.log_level,
-        "access_log": False,
+        "access_log": options.log_level in ("debug", "trace"),  # each request, when asked
         "lifespan": "on",
         "http": "h11",
         "h11_max_incomplete_event_size": HEAD_LIMIT,

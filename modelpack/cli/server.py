@@ -138,7 +138,7 @@ def _require_server() -> None:
     if missing:
         raise MissingDependency(
             f"modelpack server needs {', '.join(missing)}, which is not installed. Install it "
-            f"with: pip install 'modelpack[serve,store]'",
+            f"with: pip install 'modelpack[server]'",
             "server",
             "serve",
         )
