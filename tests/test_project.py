@@ -84,7 +84,7 @@ def test_readme_starts_with_the_quickstart_and_the_test_command():
     quickstart, tests = _readme_commands()[:2]
     assert "examples/quickstart.py" in quickstart
     assert tests.startswith("pip install torch==2.13.0 && pip install -e '.[dev]'")
-    assert tests.endswith("python -m pytest")
+    assert tests.endswith("python -m pytest -n 2")
 
 
 def test_ci_runs_the_readme_test_command_in_a_new_virtualenv_outside_the_checkout():
