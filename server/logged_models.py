@@ -23,8 +23,8 @@ from modelpack.server.wire import (
     ApiError,
     boolean,
     integer,
-    objects,
     optional_text,
+    pairs,
     strings,
     text,
 )
@@ -60,20 +60,6 @@ def _experiment_of_model(call: Call) -> str:
 
 def _experiment_of_create(call: Call) -> str:
     return call.state.experiment_in(text(call.params, "experiment_id"))
-
-
-def _pairs(call: Call, key: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in objects(call.params, key):
-        name = item.get("key")
-        if not isinstance(name, str) or not name:
-            raise ApiError(
-                "INVALID_PARAMETER_VALUE",
-                f"Each entry of '{key}' needs a non-empty string 'key', got {item!r:.80}.",
-            )
-        value = item.get("value", "")
-        out[name] = value if isinstance(value, str) else str(value)
-    return out
 
 
 def logged_model_json(state: ServerState, model: MlflowLoggedModel) -> dict[str, Any]:
@@ -119,8 +105,8 @@ def create(call: Call) -> dict[str, Any]:
         optional_text(call.params, "name"),
         model_type=optional_text(call.params, "model_type"),
         source_run_id=optional_text(call.params, "source_run_id"),
-        params=_pairs(call, "params"),
-        tags=_pairs(call, "tags"),
+        params=dict(pairs(call.params, "params")),
+        tags=dict(pairs(call.params, "tags")),
         creator_id=call.user,
     )
     return {"model": logged_model_json(call.state, model)}
@@ -148,7 +134,9 @@ def delete(call: Call) -> dict[str, Any]:
 
 
 def set_tags(call: Call) -> dict[str, Any]:
-    call.state.store.set_mlflow_logged_model_tags(model_id_of(call), _pairs(call, "tags"))
+    call.state.store.set_mlflow_logged_model_tags(
+        model_id_of(call), dict(pairs(call.params, "tags"))
+    )
     return {}
 
 
@@ -158,7 +146,9 @@ def delete_tag(call: Call) -> dict[str, Any]:
 
 
 def log_params(call: Call) -> dict[str, Any]:
-    call.state.store.log_mlflow_logged_model_params(model_id_of(call), _pairs(call, "params"))
+    call.state.store.log_mlflow_logged_model_params(
+        model_id_of(call), dict(pairs(call.params, "params"))
+    )
     return {}
 
 

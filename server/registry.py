@@ -50,8 +50,8 @@ from modelpack.server.wire import (
     ApiError,
     boolean,
     integer,
-    objects,
     optional_text,
+    pairs,
     strings,
     text,
 )
@@ -501,20 +501,6 @@ def _remove_storage(state: ServerState, location: str) -> None:
 # ---------------------------------------------------------------------- handlers
 
 
-def _pairs(call: Call, key: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in objects(call.params, key):
-        name = item.get("key")
-        if not isinstance(name, str) or not name:
-            raise ApiError(
-                "INVALID_PARAMETER_VALUE",
-                f"Each entry of '{key}' needs a non-empty string 'key', got {item!r:.80}.",
-            )
-        value = item.get("value", "")
-        out[name] = value if isinstance(value, str) else str(value)
-    return out
-
-
 def _version(call: Call) -> str:
     return text(call.params, "version")
 
@@ -523,7 +509,7 @@ def create_registered_model(call: Call) -> dict[str, Any]:
     from modelpack.server import auth
 
     model = call.state.store.create_registered_model(
-        _name(call), _pairs(call, "tags"), optional_text(call.params, "description")
+        _name(call), dict(pairs(call.params, "tags")), optional_text(call.params, "description")
     )
     auth.record_creator(call, "registered_model", model.name)
     return {"registered_model": registered_model_json(model, call.state)}
@@ -669,7 +655,7 @@ def create_model_version(call: Call) -> dict[str, Any]:
         _name(call),
         source,
         run_id,
-        _pairs(call, "tags"),
+        dict(pairs(call.params, "tags")),
         optional_text(call.params, "description"),
     )
     if new:  # this registration created the model: its creator manages it

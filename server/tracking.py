@@ -42,7 +42,6 @@ from modelpack.server.tracking_json import (
     read_int64,
     read_max_results,
     read_metric,
-    read_pairs,
     read_status,
     read_value,
     read_view,
@@ -56,6 +55,7 @@ from modelpack.server.wire import (
     number,
     objects,
     optional_text,
+    pairs,
     strings,
     text,
 )
@@ -204,7 +204,7 @@ def _check_apart(call: Call, stored: str, location: str) -> None:
 def create_experiment(call: Call) -> dict[str, Any]:
     name = text(call.params, "name")
     location = optional_text(call.params, "artifact_location")
-    tags = dict(read_pairs(call.params, "tags"))
+    tags = dict(pairs(call.params, "tags"))
     stored = _stored_location(call, location) if location else None
     experiment_id = call.state.store.create_experiment(name, stored, tags)
     call.state.auth.record_creator(call, "experiment", experiment_id)  # MANAGE for its creator
@@ -302,7 +302,7 @@ def create_run(call: Call) -> dict[str, Any]:
     params = call.params
     store = call.state.store
     experiment_id = call.state.experiment_in(optional_text(params, "experiment_id") or DEFAULT_ID)
-    tags = dict(read_pairs(params, "tags"))
+    tags = dict(pairs(params, "tags"))
     # MLflow keeps the name as a tag too; here it is the run's name, shown as the tag.
     tag_name = tags.pop(RUN_NAME_TAG, None)
     run_name = optional_text(params, "run_name") or tag_name
@@ -437,13 +437,13 @@ def log_batch(call: Call) -> dict[str, Any]:
     stamp = now_ms()
     points = [read_metric(item, "metrics", i, stamp) for i, item in enumerate(raw_metrics)]
     values: dict[str, str] = {}
-    for name, value in read_pairs(params, "params"):
+    for name, value in pairs(params, "params"):
         if values.setdefault(name, value) != value:
             raise bad(
                 f"Duplicate param key {name!r} in one batch, with the values {values[name]!r} "
                 f"and {value!r}: send one value per param key."
             )
-    tags = dict(read_pairs(params, "tags"))
+    tags = dict(pairs(params, "tags"))
     new_name = tags.pop(RUN_NAME_TAG, None)
     again = {item["key"] for item in raw_metrics if item.get("model_id")}
     if again:

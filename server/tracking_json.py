@@ -24,8 +24,8 @@ from modelpack.server.wire import (
     ApiError,
     integer,
     number,
-    objects,
     optional_text,
+    pairs,
     text,
     wire_float,
 )
@@ -58,7 +58,6 @@ __all__ = [
     "read_int64",
     "read_max_results",
     "read_metric",
-    "read_pairs",
     "read_status",
     "read_value",
     "read_view",
@@ -224,24 +223,6 @@ def read_value(params: Mapping[str, Any], key: str) -> str:
     return optional_text(params, key) or ""
 
 
-def read_pairs(params: Mapping[str, Any], field: str) -> list[tuple[str, str]]:
-    """A repeated ``{key, value}`` field (tags, params) as (key, value) pairs, in order."""
-    out = []
-    for i, item in enumerate(objects(params, field)):
-        key, value = item.get("key"), item.get("value", "")
-        if not isinstance(key, str) or not key:
-            raise bad(f"Invalid {field}[{i}]: 'key' must be a non-empty string, got {key!r:.60}.")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise bad(
-                f"Invalid {field}[{i}] ({key!r:.60}): 'value' must be a string, got "
-                f"{value!r:.60}; send numbers as text, as MLflow's client does."
-            )
-        out.append((key, value))
-    return out
-
-
 def in_item(field: str, i: int, read: Callable[[], Any]) -> Any:
     """``read()``, its error naming the item (``metrics[3]: ...``)."""
     try:
@@ -363,9 +344,7 @@ def read_dataset_input(item: Mapping[str, Any], i: int) -> DatasetInput:
                 f"{'non-empty ' if required else ''}string, got {value!r:.60}."
             )
         fields[name] = value
-    tags = tuple(
-        InputTag(k, v) for k, v in in_item("datasets", i, lambda: read_pairs(item, "tags"))
-    )
+    tags = tuple(InputTag(k, v) for k, v in in_item("datasets", i, lambda: pairs(item, "tags")))
     return DatasetInput(Dataset(**fields), tags)  # type: ignore[arg-type]
 
 

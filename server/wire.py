@@ -40,6 +40,7 @@ __all__ = [
     "number",
     "objects",
     "optional_text",
+    "pairs",
     "strings",
     "text",
     "wire_float",
@@ -259,6 +260,28 @@ def objects(params: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
         "INVALID_PARAMETER_VALUE",
         f"Invalid value {_shown(value)} for parameter '{key}': expected a list of objects.",
     )
+
+
+def pairs(params: Mapping[str, Any], field: str) -> list[tuple[str, str]]:
+    """A repeated ``{key, value}`` field (tags, params) as (key, value) pairs, in order."""
+    out = []
+    for i, item in enumerate(objects(params, field)):
+        key, value = item.get("key"), item.get("value", "")
+        if not isinstance(key, str) or not key:
+            raise ApiError(
+                "INVALID_PARAMETER_VALUE",
+                f"Invalid {field}[{i}]: 'key' must be a non-empty string, got {key!r:.60}.",
+            )
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ApiError(
+                "INVALID_PARAMETER_VALUE",
+                f"Invalid {field}[{i}] ({key!r:.60}): 'value' must be a string, got "
+                f"{value!r:.60}; send numbers as text, as MLflow's client does.",
+            )
+        out.append((key, value))
+    return out
 
 
 def wire_float(value: float | None) -> float | str | None:
