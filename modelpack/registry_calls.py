@@ -48,7 +48,6 @@ class RegistryCalls:
     ) -> ModelVersion:
         """Copy the package at ``model_uri`` into registry storage and make it a new version
         (of the run ``run_id``; default: the run the URI or the package names)."""
-        from modelpack.artifacts import artifact_store
         from modelpack.integrity import verify_files
         from modelpack.manifest import (
             MANIFEST_NAME,
@@ -71,8 +70,6 @@ class RegistryCalls:
             sha = hashlib.sha256(data).hexdigest()
         manifest = parse_manifest(data, source / MANIFEST_NAME)
         verify_files(source, manifest.files)
-        relative = f"registry/{uuid.uuid4().hex}"
-        root = artifact_store(self.artifact_root)
         parsed = uris.parse(model_uri)
         if run_id is None:
             run_id = (
@@ -80,20 +77,52 @@ class RegistryCalls:
                 if isinstance(parsed, uris.RunURI)
                 else (manifest.source or {}).get("run_id")
             )
-        from modelpack import gc
+        return self.store_version(
+            source,
+            name,
+            source_uri=model_uri,
+            run_id=run_id,
+            model_id=manifest.model_id,
+            manifest_sha256=sha,
+            user_id=current_user(),
+            tags=tags,
+            description=description,
+        )
 
+    def store_version(
+        self,
+        package: Path,
+        name: str,
+        *,
+        source_uri: str,
+        run_id: str | None,
+        model_id: str,
+        manifest_sha256: str,
+        user_id: str,
+        tags: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Copy the verified ``package`` into registry storage (``registry/<uuid>``) and record
+        it as the next version of ``name``; the copy is removed if the record fails, and a
+        marker lets ``modelpack gc`` find a copy a killed process left behind. Callers verify
+        first (``register_model``; the server, for the caller it authenticated)."""
+        from modelpack import gc
+        from modelpack.artifacts import artifact_store
+
+        relative = f"registry/{uuid.uuid4().hex}"
+        root = artifact_store(self.artifact_root)
         gc.collect_registrations(self)  # copies killed registrations left behind
         marker = gc.mark_registration(self, relative)
         try:
-            root.put_dir(source, relative)
+            root.put_dir(package, relative)
             return self.store.create_model_version(
                 name,
-                source=model_uri,
+                source=source_uri,
                 run_id=run_id,
-                model_id=manifest.model_id,
-                manifest_sha256=sha,
+                model_id=model_id,
+                manifest_sha256=manifest_sha256,
                 storage_location=f"{self.artifact_root}/{relative}",
-                user_id=current_user(),
+                user_id=user_id,
                 tags=tags,
                 description=description,
             )

@@ -37,7 +37,6 @@ import hashlib
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -449,7 +448,6 @@ def register(
 ) -> Any:
     """Validate ``source``, copy and verify its files into registry storage, and create the
     version (as ``Client.register_model`` does, with the caller as the history's user)."""
-    from modelpack import gc
     from modelpack.artifacts import artifact_store
     from modelpack.store.validation import name as check_name
 
@@ -465,29 +463,17 @@ def register(
             folder = work / "download"
             store.get_dir(located.rel, folder)
         package, manifest, sha = _package(folder, work, recorded, source)
-        relative = f"registry/{uuid.uuid4().hex}"
-        root = artifact_store(state.artifact_root)
-        gc.collect_registrations(state.client)
-        marker = gc.mark_registration(state.client, relative)
-        try:
-            root.put_dir(package, relative)
-            return state.store.create_model_version(
-                name,
-                source=source,
-                run_id=located.run_id,
-                model_id=manifest.model_id,
-                manifest_sha256=sha,
-                storage_location=f"{state.artifact_root}/{relative}",
-                user_id=call.user,
-                tags=tags,
-                description=description,
-            )
-        except BaseException:
-            root.delete(relative)
-            raise
-        finally:
-            if marker is not None:
-                marker.unlink(missing_ok=True)
+        return state.client.store_version(
+            package,
+            name,
+            source_uri=source,
+            run_id=located.run_id,
+            model_id=manifest.model_id,
+            manifest_sha256=sha,
+            user_id=call.user,
+            tags=tags,
+            description=description,
+        )
 
 
 def _remove_storage(state: ServerState, location: str) -> None:
