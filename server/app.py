@@ -38,7 +38,7 @@ def all_endpoints() -> list[Endpoint]:
     return [endpoint for module in MODULES for endpoint in module.ENDPOINTS]
 
 
-async def read_params(request: Any, endpoint: Endpoint, limit: int) -> dict[str, Any]:
+async def read_params(request: Any, limit: int) -> dict[str, Any]:
     """The query parameters, the path parameters and (for a body) the JSON object."""
     params: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
@@ -101,7 +101,7 @@ def _handler(endpoint: Endpoint, state: ServerState) -> Any:
             if endpoint.raw:
                 params = dict(request.query_params) | dict(request.path_params)
             else:
-                params = await read_params(request, endpoint, state.options.max_body_bytes)
+                params = await read_params(request, state.options.max_body_bytes)
             call = Call(request, params, state, principal, endpoint)
             await run_in_threadpool(state.auth.authorize, call)
             if endpoint.raw:
